@@ -1,0 +1,53 @@
+"""Phone numbers: E.164 in (via `phonenumbers`), each provider's format out, masked in logs."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+TEST_NUMBER = "999"  # TextingHouse's free test number: not E.164, accepted for TextingHouse only
+
+
+class InvalidNumber(ValueError):
+    """The number cannot be read as a valid E.164 number (the message names no digits)."""
+
+
+def to_e164(raw: str, default_region: str = "US") -> str:
+    """E.164 for `raw` (`+12125551234`, `+33612345678`); a bare 10-digit number is US (+1)."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidNumber("phone number is empty")
+    try:
+        parsed = phonenumbers.parse(raw.strip(), default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidNumber(f"phone number is not a phone number ({exc.error_type!r})") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber("phone number is not a valid number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def us_ten_digits(e164: str) -> str | None:
+    """The 10-digit national form of a NANP number (+1 and 10 digits), else None."""
+    if e164.startswith("+1") and len(e164) == 12 and e164[1:].isdigit():
+        return e164[2:]
+    return None
+
+
+def international_digits(e164: str) -> str:
+    """`+33612345678` -> `33612345678` (TextingHouse's format)."""
+    return e164.lstrip("+")
+
+
+def from_provider(raw: str, kind: str) -> str:
+    """A provider's number back to E.164: `us10` for Club/Group Texting, `intl` for TextingHouse."""
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if kind == "us10" and len(digits) == 10:
+        return to_e164("+1" + digits)
+    return to_e164("+" + digits)
+
+
+def mask(number: str | None) -> str:
+    """`+33612345678` -> `+3361****678`: enough to tell numbers apart in logs, not to dial one."""
+    if not number:
+        return ""
+    if len(number) <= 8:
+        return "*" * len(number)
+    return number[:5] + "*" * (len(number) - 8) + number[-3:]

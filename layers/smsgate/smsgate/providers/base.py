@@ -1,0 +1,301 @@
+"""The contract every provider client keeps: validate, send, classify the answer into one Outcome.
+
+A provider module supplies its rules (`check`), its request (`send_fields`) and its codes (a small
+table of `Answer`s); this module owns the HTTP connection and the outcome classes, so the
+never-twice / never-lost logic upstream can treat every provider alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.retry import Retry
+
+CONNECT_TIMEOUT = 3.05  # seconds to open the TCP (and TLS) connection
+READ_TIMEOUT = 10.0  # seconds to wait for an answer once the request is out
+
+
+class OutcomeKind(StrEnum):
+    SENT = "sent"  # the provider accepted the message
+    REJECTED = "rejected"  # definite refusal: never retried
+    RETRYABLE = "retryable"  # nothing was sent, or the provider asked us to come back: retry later
+    UNKNOWN = "unknown"  # the request went out and no usable answer came back: never resend blindly
+
+
+class Category(StrEnum):
+    ACCEPTED = "accepted"
+    INVALID = "invalid"  # message, number or parameters the provider refused
+    OPT_OUT = "opt_out"  # the recipient opted out (record it)
+    AUTH = "auth"  # credentials refused: retried and alarmed
+    CREDIT = "credit"  # account out of credit: retried and alarmed
+    RATE_LIMIT = "rate_limit"
+    FLOOD = "flood"
+    PROVIDER_ERROR = "provider_error"  # the provider's own "unknown error"
+    NETWORK = "network"  # the connection failed before the request was sent
+    NO_ANSWER = "no_answer"  # request sent, answer missing, cut or unreadable
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One row of a provider's code table: what a documented answer means to smsgate."""
+
+    kind: OutcomeKind
+    category: Category
+    reason: str
+    retry_after: int = 0  # minimum seconds before a retry may succeed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    category: Category
+    code: str  # the provider's code as text ("1", "-5", "350", "http_503"), or smsgate's own
+    reason: str
+    provider_message_id: str | None = None
+    retry_after: int = 0
+
+    @property
+    def opt_out(self) -> bool:
+        return self.category is Category.OPT_OUT
+
+    @classmethod
+    def from_answer(
+        cls, code: str, answer: Answer, provider_message_id: str | None = None
+    ) -> Outcome:
+        return cls(
+            answer.kind,
+            answer.category,
+            code,
+            answer.reason,
+            provider_message_id,
+            answer.retry_after,
+        )
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    """One message as the provider layer sees it (already parsed from the queue body)."""
+
+    id: str
+    to: str  # E.164, or TextingHouse's test number "999"
+    text: str = field(repr=False)
+    subject: str = field(default="", repr=False)
+    express: bool = False
+    commercial: bool = False
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message that passed the provider's rules: its request fields and billed parts."""
+
+    fields: dict[str, str] = field(repr=False)
+    segments: int = 1
+
+
+class RuleViolation(ValueError):
+    """A message breaks one of the provider's documented rules; it is never sent.
+
+    The text names the rule and the measured figure, never the message text or the number.
+    """
+
+    def __init__(self, provider: str, rule: str, detail: str) -> None:
+        super().__init__(f"{provider}: {rule}: {detail}")
+        self.provider, self.rule, self.detail = provider, rule, detail
+
+
+class ProviderError(Exception):
+    """An account operation (credit, keyword, purchase) the provider refused or did not answer."""
+
+    def __init__(self, provider: str, code: str, reason: str, kind: OutcomeKind) -> None:
+        super().__init__(f"{provider}: {reason} (code {code})")
+        self.provider, self.code, self.reason, self.kind = provider, code, reason, kind
+
+
+class ConnectFailed(Exception):
+    """No connection could be opened: the request was never sent, so a retry is safe."""
+
+
+class NoAnswer(Exception):
+    """The request was (or may have been) sent, but no answer came back."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Transport:
+    """One kept-alive HTTP connection to one provider, reused across calls and warm invocations.
+
+    urllib3 may retry a *connect* failure once (nothing was sent); it never retries once the
+    request may have left, because a second send could text the recipient twice.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        retry = Retry(
+            total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False
+        )
+        self.session = requests.Session()
+        # One connection per provider: Group Texting rate-limits parallel connections.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def request(
+        self, method: str, path: str, fields: Mapping[str, str], *, json_body: bool = False
+    ) -> Reply:
+        url = self.base_url + path
+        kwargs: dict[str, object] = {"timeout": self.timeout, "allow_redirects": False}
+        if method == "GET":
+            kwargs["params"] = dict(fields)
+        else:
+            kwargs["json" if json_body else "data"] = dict(fields)
+        try:
+            response = self.session.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except requests.exceptions.ConnectTimeout:
+            raise ConnectFailed("timed out opening the connection") from None
+        except requests.exceptions.ReadTimeout:
+            raise NoAnswer(f"no answer within {self.timeout[1]:g} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            if _failed_before_sending(exc):
+                raise ConnectFailed("connection refused or unreachable") from None
+            raise NoAnswer("connection closed before an answer came") from None
+        except requests.exceptions.RequestException as exc:
+            raise NoAnswer(f"unreadable answer ({type(exc).__name__})") from None
+        return Reply(response.status_code, response.text, response.headers)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _failed_before_sending(exc: BaseException) -> bool:
+    """True when urllib3 never got a connection up (so the request did not leave)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | ConnectTimeoutError):
+            return True
+        current = (
+            getattr(current, "reason", None)
+            or current.__context__
+            or (
+                current.args[0]
+                if current.args and isinstance(current.args[0], BaseException)
+                else None
+            )
+        )
+    return False
+
+
+# Answers every provider can give through HTTP itself, before its own codes apply.
+RATE_LIMITED = Answer(
+    OutcomeKind.RETRYABLE, Category.RATE_LIMIT, "provider is rate limiting (HTTP 503)", 2
+)
+HTTP_REFUSED = Answer(
+    OutcomeKind.RETRYABLE,
+    Category.PROVIDER_ERROR,
+    "provider refused the request at the HTTP level (check the provider URL)",
+    30,
+)
+HTTP_ERROR = Answer(
+    OutcomeKind.UNKNOWN, Category.NO_ANSWER, "provider answered with an HTTP server error"
+)
+UNREADABLE = Answer(
+    OutcomeKind.UNKNOWN, Category.NO_ANSWER, "provider's answer is not one it documents"
+)
+
+
+def http_answer(reply: Reply) -> tuple[str, Answer] | None:
+    """Classify a non-200 reply: 429/503 mean "not processed, come back"; other 4xx mean the
+    request was refused before processing; a 5xx may have been processed, so it is unknown."""
+    if reply.status == 200:
+        return None
+    code = f"http_{reply.status}"
+    if reply.status in (429, 503):
+        return code, RATE_LIMITED
+    if 400 <= reply.status < 500:
+        return code, HTTP_REFUSED
+    return code, HTTP_ERROR
+
+
+class ProviderClient(ABC):
+    """One provider: its rules, its request, its answers. Subclasses hold no other state."""
+
+    name: ClassVar[str]
+    send_method: ClassVar[str] = "POST"
+    send_path: ClassVar[str]
+    has_balance: ClassVar[bool] = False
+    has_status: ClassVar[bool] = False
+
+    def __init__(self, base_url: str, user: str, password: str, transport: Transport | None = None):
+        self.transport = transport or Transport(base_url)
+        self._credentials = {"user": user, "pass": password}
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"{type(self).__name__}({self.transport.base_url!r})"
+
+    @abstractmethod
+    def check(self, sms: OutboundSms) -> Prepared:
+        """Validate `sms` by this provider's rules; raise RuleViolation naming the rule."""
+
+    @abstractmethod
+    def parse_send(self, reply: Reply) -> Outcome:
+        """Turn the provider's answer to a send into an Outcome (its code table)."""
+
+    def send(self, sms: OutboundSms, prepared: Prepared | None = None) -> Outcome:
+        """Send once. Never raises for the provider's or the network's faults: every way it can
+        end is an Outcome (RuleViolation is raised before any request is made)."""
+        prepared = prepared or self.check(sms)
+        try:
+            reply = self.call(self.send_method, self.send_path, prepared.fields)
+        except ConnectFailed as exc:
+            return Outcome(
+                OutcomeKind.RETRYABLE, Category.NETWORK, "connect_failed", str(exc), retry_after=5
+            )
+        except NoAnswer as exc:
+            return Outcome(OutcomeKind.UNKNOWN, Category.NO_ANSWER, "no_answer", str(exc))
+        http = http_answer(reply)
+        if http is not None:
+            return Outcome.from_answer(*http)
+        return self.parse_send(reply)
+
+    def call(self, method: str, path: str, fields: Mapping[str, str]) -> Reply:
+        return self.transport.request(method, path, {**self._credentials, **fields})
+
+    def account_call(self, method: str, path: str, fields: Mapping[str, str]) -> Reply:
+        """An account operation: transport and HTTP failures become ProviderError."""
+        try:
+            reply = self.call(method, path, fields)
+        except ConnectFailed as exc:
+            raise ProviderError(
+                self.name, "connect_failed", str(exc), OutcomeKind.RETRYABLE
+            ) from None
+        except NoAnswer as exc:
+            raise ProviderError(self.name, "no_answer", str(exc), OutcomeKind.UNKNOWN) from None
+        http = http_answer(reply)
+        if http is not None:
+            code, answer = http
+            raise ProviderError(self.name, code, answer.reason, answer.kind)
+        return reply
+
+    def balance(self) -> float:
+        raise NotImplementedError(f"{self.name} has no balance API in its document")

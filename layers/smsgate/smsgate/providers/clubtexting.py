@@ -1,0 +1,71 @@
+"""Club Texting (seeds/000): send only — `apisendmessage.php`, 10-digit US numbers, 130 characters.
+
+Everything smsgate knows about Club Texting is in this file: its rules, its request and its codes.
+"""
+
+from __future__ import annotations
+
+from ..phones import us_ten_digits
+from .base import (
+    UNREADABLE,
+    Answer,
+    Category,
+    OutboundSms,
+    Outcome,
+    OutcomeKind,
+    Prepared,
+    ProviderClient,
+    Reply,
+    RuleViolation,
+)
+
+MAX_MESSAGE = 130  # characters of the message; the subject is not counted (DESIGN.md §3)
+FORBIDDEN = frozenset("'\"")  # "cannot ... contain single or double quotes"
+
+SEND_CODES: dict[str, Answer] = {
+    "1": Answer(OutcomeKind.SENT, Category.ACCEPTED, "message sent"),
+    "-1": Answer(OutcomeKind.RETRYABLE, Category.AUTH, "invalid user or password", 60),
+    "-2": Answer(OutcomeKind.RETRYABLE, Category.CREDIT, "credit limit reached", 300),
+    "-5": Answer(
+        OutcomeKind.REJECTED, Category.OPT_OUT, "recipient is on the account's opt-out list"
+    ),
+    "-7": Answer(OutcomeKind.REJECTED, Category.INVALID, "invalid message (length or quotes)"),
+    "-10": Answer(
+        OutcomeKind.RETRYABLE, Category.PROVIDER_ERROR, "unknown error at Club Texting", 30
+    ),
+}
+
+
+class ClubTexting(ProviderClient):
+    name = "clubtexting"
+    send_path = "/apisendmessage.php"
+
+    def check(self, sms: OutboundSms) -> Prepared:
+        number = us_ten_digits(sms.to)
+        if number is None:
+            raise RuleViolation(
+                self.name, "number", "Club Texting only reaches 10-digit US numbers"
+            )
+        if not sms.text:
+            raise RuleViolation(self.name, "empty", "message text is empty")
+        if len(sms.text) > MAX_MESSAGE:
+            raise RuleViolation(
+                self.name, "length", f"message is {len(sms.text)} characters, limit {MAX_MESSAGE}"
+            )
+        if any(ch in FORBIDDEN for ch in sms.text + sms.subject):
+            raise RuleViolation(self.name, "quotes", "message or subject contains ' or \"")
+        if sms.commercial or sms.sender:
+            raise RuleViolation(
+                self.name, "options", "commercial and sender are TextingHouse options"
+            )
+        fields = {
+            "phonenumber": number,
+            "subject": sms.subject,
+            "message": sms.text,
+            "express": "1" if sms.express else "0",
+        }
+        return Prepared(fields, segments=1)
+
+    def parse_send(self, reply: Reply) -> Outcome:
+        code = reply.body.strip()
+        return Outcome.from_answer(code, SEND_CODES.get(code, UNREADABLE))
