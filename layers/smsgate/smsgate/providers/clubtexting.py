@@ -68,4 +68,6 @@ class ClubTexting(ProviderClient):
 
     def parse_send(self, reply: Reply) -> Outcome:
         code = reply.body.strip()
-        return Outcome.from_answer(code, SEND_CODES.get(code, UNREADABLE))
+        if code not in SEND_CODES:  # never keep an undocumented body: it may echo anything
+            return Outcome.from_answer("unreadable", UNREADABLE)
+        return Outcome.from_answer(code, SEND_CODES[code])

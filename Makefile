@@ -1,0 +1,61 @@
+# smsgate - developer entry points. `make test` on a fresh clone creates both virtualenvs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+# The project targets Python 3.11 (the Lambda runtime); fall back to python3 if it is absent.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+# Source folders that exist (ruff fails on a missing path).
+PY_DIRS := $(wildcard layers functions sim tests benchmarks)
+
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Tests never touch a real AWS account: moto only, with dummy credentials. Applied to the
+# pytest command alone so that `make build` (and any later deploy) keeps the caller's AWS.
+TEST_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
+	AWS_EC2_METADATA_DISABLED=true
+PYTEST_ARGS ?=
+
+.PHONY: install lint test build format clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+# SAM CLI pins its own boto3, so it lives in its own virtualenv.
+$(SAM):
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install 'aws-sam-cli>=1.120,<2'
+
+install: $(VENV)/.installed $(SAM)
+
+lint: $(VENV)/.installed $(SAM)
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+test: lint
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+build: $(SAM)
+	$(SAM) build
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./.tools -prune -o -name __pycache__ -type d -print0 \
+		| xargs -0 rm -rf

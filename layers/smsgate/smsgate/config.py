@@ -1,0 +1,84 @@
+"""Settings: read from the environment once per cold start and validated (DESIGN.md §2.2)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from .providers import PROVIDERS
+
+DEFAULT_URLS = {
+    "clubtexting": "https://app.clubtexting.com",
+    "grouptexting": "https://app.grouptexting.com",
+    "textinghouse": "https://api.textinghouse.com",
+}
+DEFAULT_WINDOWS = "mon-fri 08:00-20:00; sat 10:00-15:00"
+
+
+class ConfigError(RuntimeError):
+    """The function's environment is incomplete or wrong: fail the cold start loudly."""
+
+
+class Settings(BaseModel):
+    messages_table: str = Field(min_length=1)
+    status_table: str = Field(min_length=1)
+    optouts_table: str = Field(min_length=1)
+    provider_secret: str = Field(min_length=1)
+    default_provider: str = "textinghouse"
+    provider_urls: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_URLS))
+    commercial_windows: str = DEFAULT_WINDOWS
+    send_queue_url: str | None = None
+    send_queue_arn: str | None = None
+    hold_schedule_group: str | None = None
+    hold_scheduler_role_arn: str | None = None
+    connect_timeout: float = Field(default=3.05, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    secret_max_age: int = Field(default=300, ge=0)
+
+    @field_validator("default_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; one of {sorted(PROVIDERS)}")
+        return value
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {
+        "messages_table": env.get("MESSAGES_TABLE", ""),
+        "status_table": env.get("STATUS_TABLE", ""),
+        "optouts_table": env.get("OPTOUTS_TABLE", ""),
+        "provider_secret": env.get("PROVIDER_SECRET", ""),
+        "provider_urls": {
+            name: env.get(f"{name.upper()}_URL") or url for name, url in DEFAULT_URLS.items()
+        },
+    }
+    optional = {
+        "default_provider": "DEFAULT_PROVIDER",
+        "commercial_windows": "COMMERCIAL_WINDOWS",
+        "send_queue_url": "SEND_QUEUE_URL",
+        "send_queue_arn": "SEND_QUEUE_ARN",
+        "hold_schedule_group": "HOLD_SCHEDULE_GROUP",
+        "hold_scheduler_role_arn": "HOLD_SCHEDULER_ROLE_ARN",
+        "connect_timeout": "PROVIDER_CONNECT_TIMEOUT",
+        "read_timeout": "PROVIDER_READ_TIMEOUT",
+        "secret_max_age": "SECRET_MAX_AGE",
+    }
+    values.update({field: env[var] for field, var in optional.items() if env.get(var)})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid smsgate configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The settings of this process, read on first use (at cold start, not at import)."""
+    return from_env()

@@ -1,0 +1,632 @@
+"""The sender: one SQS batch in, each message sent at most once, none lost (issue 3).
+
+Per record: parse the body (DESIGN.md §2.1), claim its id in the messages table, check the
+opt-out list (read once per batch), the provider's rules and the commercial window, send, and
+record the outcome. Only outcomes that certainly did not reach the provider are retried
+(through SQS, with a visibility timeout from the outcome's minimum delay); an outcome that may
+have reached it is recorded, never raised, so nothing is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
+
+from . import commercial
+from .config import Settings
+from .observability import count, logger, mask
+from .phones import TEST_NUMBER, InvalidNumber, to_e164
+from .providers import PROVIDERS, OutboundSms, Outcome, OutcomeKind, ProviderClient, RuleViolation
+from .providers.base import Category, ProviderError, Transport
+from .status import FINAL, Status
+from .store import Store, now_iso
+
+MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$", strict=True)]
+Text = Annotated[str, StringConstraints(strict=True)]
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MAX_VISIBILITY = 43_200  # SQS's ceiling for a visibility timeout (12 h)
+DEADLINE_MARGIN_MS = 3_000  # kept free after the slowest provider call, for the final write
+
+
+class QueueMessage(BaseModel):
+    """The send queue's message body: the contract of DESIGN.md §2.1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: Text
+    text: Text
+    provider: Literal["clubtexting", "grouptexting", "textinghouse"] | None = None
+    id: MessageId | None = None
+    subject: Text = ""
+    express: StrictBool = False
+    commercial: StrictBool = False
+    sender: Text | None = None
+
+
+@dataclass(frozen=True)
+class BadBody:
+    """A body that can never be sent: recorded `failed` under `id`, not retried."""
+
+    id: str
+    reason: str
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One valid message of the batch, ready to claim."""
+
+    id: str
+    provider: str
+    to: str
+    message: QueueMessage = field(repr=False)
+    body: dict[str, Any] = field(repr=False)
+
+    def sms(self) -> OutboundSms:
+        m = self.message
+        return OutboundSms(self.id, self.to, m.text, m.subject, m.express, m.commercial, m.sender)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The record is finished with: delete it from the queue."""
+
+    status: str
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Give the record back to SQS; it reappears after `delay` seconds."""
+
+    delay: int
+    reason: str
+
+
+Result = Done | Retry
+
+
+def _summarise(exc: ValidationError) -> str:
+    """Pydantic's errors without the input values (they may hold the text or the number)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse(body: str, sqs_message_id: str, default_provider: str) -> Job | BadBody:
+    """Read one SQS body; every way it can be wrong becomes a BadBody with a clear reason."""
+    fallback_id = sqs_message_id.replace("-", "")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return BadBody(fallback_id, "body is not JSON")
+    if not isinstance(data, dict):
+        return BadBody(fallback_id, "body is not a JSON object")
+    raw_id = data.get("id")
+    usable_id = raw_id if isinstance(raw_id, str) and MESSAGE_ID.fullmatch(raw_id) else None
+    message_id = usable_id or fallback_id
+    provider_hint = data.get("provider") if data.get("provider") in PROVIDERS else None
+    try:
+        message = QueueMessage.model_validate(data)
+    except ValidationError as exc:
+        return BadBody(message_id, f"invalid message: {_summarise(exc)}", provider_hint)
+    provider = message.provider or default_provider
+    try:
+        if message.to == TEST_NUMBER and provider == "textinghouse":
+            to = TEST_NUMBER
+        else:
+            to = to_e164(message.to)
+    except InvalidNumber as exc:
+        return BadBody(message_id, f"invalid message: to: {exc}", provider)
+    return Job(message_id, provider, to, message, {**data, "id": message_id})
+
+
+class SendService:
+    """Everything the send function does, behind its thin handler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        credentials: Callable[[], Mapping[str, Any]],
+        *,
+        sqs: Any = None,
+        scheduler: Any = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_receive_count: int = 5,
+    ) -> None:
+        self.settings, self.store, self.credentials = settings, store, credentials
+        self._sqs, self._scheduler = sqs, scheduler
+        self.clock = clock
+        self.max_receive_count = max_receive_count
+        self._clients: dict[tuple[str, str, str], ProviderClient] = {}
+
+    # --- collaborators, built once per warm process ------------------------------------
+
+    @property
+    def sqs(self) -> Any:
+        if self._sqs is None:
+            import boto3
+
+            self._sqs = boto3.client("sqs")
+        return self._sqs
+
+    @property
+    def scheduler(self) -> Any:
+        if self._scheduler is None:
+            import boto3
+
+            self._scheduler = boto3.client("scheduler")
+        return self._scheduler
+
+    def client(self, provider: str) -> ProviderClient | None:
+        """The provider's client, or None when the secret has no credentials for it. One
+        client (so one kept-alive connection) per provider and credentials per process."""
+        entry = self.credentials().get(provider)
+        if not isinstance(entry, Mapping) or not entry.get("user") or not entry.get("pass"):
+            return None
+        key = (provider, str(entry["user"]), str(entry["pass"]))
+        client = self._clients.get(key)
+        if client is None:
+            for old in [k for k in self._clients if k[0] == provider]:
+                self._clients.pop(old).transport.close()
+            transport = Transport(
+                self.settings.provider_urls[provider],
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+            )
+            client = PROVIDERS[provider](transport.base_url, key[1], key[2], transport)
+            self._clients[key] = client
+        return client
+
+    @property
+    def slowest_call_ms(self) -> int:
+        return int((self.settings.connect_timeout + self.settings.read_timeout) * 1000)
+
+    # --- one batch -------------------------------------------------------------------------
+
+    def batch(self, records: list[Mapping[str, Any]], remaining_ms: Callable[[], int]) -> Batch:
+        return Batch(self, records, remaining_ms)
+
+    # --- one message -----------------------------------------------------------------------
+
+    def process(self, item: Job | BadBody, opted_out: bool, receive_count: int) -> Result:
+        if isinstance(item, BadBody):
+            return self._fail_unclaimed(item)
+        lease_seconds = (self.slowest_call_ms * 2 + DEADLINE_MARGIN_MS) / 1000
+        claim = self.store.claim(item.id, self._record(item), lease_seconds)
+        if not claim.won:
+            return self._not_ours(item, claim.existing or {})
+        created_at = (claim.item or {}).get("created_at") or now_iso()
+        queued = [(Status.QUEUED, created_at, "send")]
+        lease = claim.lease
+        if opted_out:
+            return self._fail(item, lease, queued, "opted_out", "recipient has opted out")
+        client = self.client(item.provider)
+        if client is None:
+            return self._fail(
+                item,
+                lease,
+                queued,
+                "provider_not_configured",
+                f"provider {item.provider} has no credentials in the provider secret",
+            )
+        sms = item.sms()
+        try:
+            prepared = client.check(sms)
+        except RuleViolation as exc:
+            return self._fail(item, lease, queued, f"rule:{exc.rule}", str(exc))
+        if item.message.commercial and item.provider == "textinghouse":
+            held = self._hold_if_closed(item, lease, queued)
+            if held is not None:
+                return held
+        outcome = client.send(sms, prepared)
+        return self._settle(item, client, lease, queued, outcome, prepared.segments, receive_count)
+
+    @staticmethod
+    def _record(item: Job) -> dict[str, Any]:
+        m = item.message
+        return {
+            "direction": "out",
+            "provider": item.provider,
+            "to": item.to,
+            "text": m.text,
+            "subject": m.subject or None,
+            "express": m.express or None,
+            "commercial": m.commercial or None,
+            "sender": m.sender,
+        }
+
+    def _settle(
+        self,
+        item: Job,
+        client: ProviderClient,
+        lease: str,
+        queued: list[tuple[Status, str, str]],
+        outcome: Outcome,
+        segments: int,
+        receive_count: int,
+    ) -> Result:
+        log = {
+            "message_id": item.id,
+            "provider": item.provider,
+            "to": mask(item.to),
+            "outcome": outcome.kind.value,
+            "code": outcome.code,
+        }
+        if outcome.kind is OutcomeKind.SENT:
+            facts = {
+                "provider_message_id": outcome.provider_message_id,
+                "segments": segments,
+                "sent_at": now_iso(),
+                "error_code": None,
+            }
+            if not self.store.advance(
+                item.id,
+                Status.SENT,
+                source="send",
+                raw=outcome.code,
+                attrs=facts,
+                lease=lease,
+                extra_history=queued,
+            ):
+                # A receipt got there first (status is already past `sent`): keep the facts.
+                self.store.set_attrs(
+                    item.id, lease, {k: v for k, v in facts.items() if v is not None}
+                )
+            count("MessagesSent", item.provider)
+            logger.info("message sent", extra=log)
+            return Done(Status.SENT.value, outcome.code)
+        if outcome.kind is OutcomeKind.REJECTED:
+            if outcome.opt_out and item.to != TEST_NUMBER:
+                self.store.add_opt_out(
+                    item.to, how=f"provider code {outcome.code}", provider=item.provider
+                )
+            return self._fail(item, lease, queued, outcome.code, outcome.reason)
+        if outcome.kind is OutcomeKind.RETRYABLE:
+            return self._retry(item, lease, outcome, receive_count)
+        return self._settle_unknown(item, client, lease, queued, outcome, segments, receive_count)
+
+    def _settle_unknown(
+        self,
+        item: Job,
+        client: ProviderClient,
+        lease: str,
+        queued: list[tuple[Status, str, str]],
+        outcome: Outcome,
+        segments: int,
+        receive_count: int,
+    ) -> Result:
+        """The request may have reached the provider. Ask it (TextingHouse can say, by our id)
+        before anything else; never resend on a guess."""
+        if client.has_status:
+            lookup = self._lookup(client, item.id)
+            if lookup is not None and not lookup.found:
+                # TextingHouse has no message with our id: the request never arrived.
+                no_send = Outcome(
+                    OutcomeKind.RETRYABLE,
+                    Category.NO_ANSWER,
+                    outcome.code,
+                    f"{outcome.reason}; provider has no record of it, resending",
+                    retry_after=5,
+                )
+                return self._retry(item, lease, no_send, receive_count)
+            if lookup is not None and lookup.status is not None:
+                history = [*queued]
+                if lookup.status is not Status.SENT:
+                    history.append((Status.SENT, now_iso(), "poll"))
+                self.store.advance(
+                    item.id,
+                    lookup.status,
+                    source="poll",
+                    raw=lookup.code,
+                    attrs={"segments": segments, "sent_at": now_iso()},
+                    lease=lease,
+                    extra_history=history,
+                )
+                count("MessagesSent", item.provider)
+                return Done(lookup.status.value, lookup.code)
+        self.store.advance(
+            item.id,
+            Status.UNKNOWN,
+            source="send",
+            raw=outcome.code,
+            attrs={"error_code": outcome.code, "error": outcome.reason, "segments": segments},
+            lease=lease,
+            extra_history=queued,
+        )
+        count("SendUnknown", item.provider)
+        logger.warning(
+            "no usable answer: outcome unknown",
+            extra={
+                "message_id": item.id,
+                "provider": item.provider,
+                "to": mask(item.to),
+                "code": outcome.code,
+            },
+        )
+        return Done(Status.UNKNOWN.value, outcome.code)
+
+    def _lookup(self, client: ProviderClient, message_id: str) -> Any:
+        status = getattr(client, "status", None)
+        if status is None:
+            return None
+        try:
+            return status(climsgid=message_id)
+        except ProviderError as exc:
+            logger.warning(
+                "status lookup failed", extra={"message_id": message_id, "code": exc.code}
+            )
+            return None
+
+    def _retry(self, item: Job, lease: str, outcome: Outcome, receive_count: int) -> Retry:
+        self.store.release(
+            item.id,
+            lease,
+            {"error_code": outcome.code, "error": outcome.reason, "last_attempt_at": now_iso()},
+        )
+        count("SendRetried", item.provider)
+        if outcome.category is Category.AUTH:
+            count("ProviderAuthFailed", item.provider)
+        elif outcome.category is Category.CREDIT:
+            count("ProviderCreditExhausted", item.provider)
+        delay = backoff(outcome.retry_after, receive_count)
+        extra = {
+            "message_id": item.id,
+            "to": mask(item.to),
+            "provider": item.provider,
+            "code": outcome.code,
+            "reason": outcome.reason,
+            "retry_in": delay,
+            "receive_count": receive_count,
+        }
+        if receive_count >= self.max_receive_count:
+            logger.error(
+                "retries exhausted: the message goes to the dead-letter queue", extra=extra
+            )
+        else:
+            logger.warning("retryable outcome: the message comes back later", extra=extra)
+        return Retry(delay, f"{outcome.code}: {outcome.reason}")
+
+    def _fail(
+        self,
+        item: Job,
+        lease: str,
+        queued: list[tuple[Status, str, str]],
+        code: str,
+        reason: str,
+    ) -> Done:
+        self.store.advance(
+            item.id,
+            Status.FAILED,
+            source="send",
+            raw=code,
+            attrs={"error_code": code, "error": reason},
+            lease=lease,
+            extra_history=queued,
+        )
+        count("MessagesFailed", item.provider)
+        logger.info(
+            "message failed",
+            extra={
+                "message_id": item.id,
+                "provider": item.provider,
+                "to": mask(item.to),
+                "code": code,
+                "reason": reason,
+            },
+        )
+        return Done(Status.FAILED.value, code)
+
+    def _fail_unclaimed(self, bad: BadBody) -> Done:
+        """A body that cannot be sent: record it failed, unless the id already has a record
+        (then it is somebody else's message, and we must not overwrite it)."""
+        created = self.store.advance(
+            bad.id,
+            Status.FAILED,
+            source="send",
+            raw="invalid_body",
+            attrs={"error_code": "invalid_body", "error": bad.reason},
+            create={"direction": "out", "provider": bad.provider, "created_at": now_iso()},
+        )
+        count("MessagesFailed", bad.provider or "")
+        logger.warning(
+            "invalid message body",
+            extra={"message_id": bad.id, "reason": bad.reason, "recorded": created},
+        )
+        return Done(Status.FAILED.value, "invalid_body")
+
+    def _not_ours(self, item: Job, existing: Mapping[str, Any]) -> Result:
+        """The id has a record we could not claim: a redelivery, a producer's retry, or a
+        concurrent copy of this message."""
+        status = existing.get("status")
+        if status not in (Status.QUEUED.value, Status.SCHEDULED.value):
+            count("DuplicatesDropped", item.provider)
+            logger.info("duplicate dropped", extra={"message_id": item.id, "status": status})
+            return Done(str(status), "duplicate")
+        until = int(existing.get("lease_until", 0))
+        now = int(time.time())
+        if until > now:  # another sender is on it right now; look again after its lease
+            return Retry(until - now + 1, "message is being sent by another invocation")
+        return self._recover_stale(item, existing)
+
+    def _recover_stale(self, item: Job, existing: Mapping[str, Any]) -> Result:
+        """A sender stopped between its request and its record. What it sent is unknown;
+        TextingHouse can tell us, the others cannot."""
+        lease = str(existing.get("lease", ""))
+        client = self.client(item.provider)
+        lookup = self._lookup(client, item.id) if client is not None else None
+        if lookup is not None and not lookup.found:
+            self.store.release(
+                item.id, lease, {"error": "previous attempt never reached the provider"}
+            )
+            return Retry(1, "previous attempt never reached the provider")
+        if lookup is not None and lookup.status is not None:
+            self.store.advance(item.id, lookup.status, source="poll", raw=lookup.code, lease=lease)
+            return Done(lookup.status.value, lookup.code)
+        self.store.advance(
+            item.id,
+            Status.UNKNOWN,
+            source="send",
+            raw="interrupted",
+            attrs={
+                "error_code": "interrupted",
+                "error": "sender stopped before recording the provider's answer",
+            },
+            lease=lease,
+        )
+        count("SendUnknown", item.provider)
+        return Done(Status.UNKNOWN.value, "interrupted")
+
+    # --- commercial hours ------------------------------------------------------------------
+
+    def _hold_if_closed(
+        self, item: Job, lease: str, queued: list[tuple[Status, str, str]]
+    ) -> Result | None:
+        now = self.clock()
+        spec = self.settings.commercial_windows
+        if commercial.is_open(now, item.to, spec):
+            return None
+        opens = commercial.next_open(now, item.to, spec)
+        wait = int((opens - now).total_seconds()) + 1
+        group, role, arn = (
+            self.settings.hold_schedule_group,
+            self.settings.hold_scheduler_role_arn,
+            self.settings.send_queue_arn,
+        )
+        if not (group and role and arn) or wait <= 60:
+            # No scheduler configured (or the window opens within a minute): SQS holds it.
+            self.store.release(item.id, lease, {"not_before": now_iso(opens)})
+            return Retry(min(wait, MAX_VISIBILITY), "commercial message outside its window")
+        name = f"hold-{item.id}-{int(opens.timestamp())}"
+        self.scheduler.create_schedule(
+            Name=name,
+            GroupName=group,
+            ScheduleExpression=f"at({opens.strftime('%Y-%m-%dT%H:%M:%S')})",
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            ActionAfterCompletion="DELETE",
+            Target={"Arn": arn, "RoleArn": role, "Input": json.dumps(item.body)},
+        )
+        self.store.advance(
+            item.id,
+            Status.SCHEDULED,
+            source="send",
+            raw="commercial_window",
+            attrs={"not_before": now_iso(opens), "schedule_name": name},
+            lease=lease,
+            extra_history=queued,
+        )
+        count("MessagesScheduled", item.provider)
+        logger.info(
+            "commercial message held until its window opens",
+            extra={"message_id": item.id, "not_before": now_iso(opens)},
+        )
+        return Done(Status.SCHEDULED.value, "held")
+
+    def cancel(self, message_id: str) -> bool:
+        """Cancel a message that has not gone out yet (queued or held): it becomes `failed`."""
+        message = self.store.get_message(message_id)
+        if message is None or message.get("status") in {s.value for s in FINAL}:
+            return False
+        if message.get("lease"):
+            return False  # being sent right now
+        cancelled = self.store.advance(
+            message_id,
+            Status.FAILED,
+            source="cancel",
+            raw="cancelled",
+            attrs={"error_code": "cancelled", "error": "cancelled before sending"},
+        )
+        name = message.get("schedule_name")
+        if cancelled and name and self.settings.hold_schedule_group:
+            try:
+                self.scheduler.delete_schedule(
+                    Name=name, GroupName=self.settings.hold_schedule_group
+                )
+            except Exception:  # already fired or deleted: the claim refuses it
+                logger.info("hold schedule already gone", extra={"message_id": message_id})
+        return cancelled
+
+    def change_visibility(self, receipt_handle: str, delay: int) -> None:
+        if self.settings.send_queue_url:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.settings.send_queue_url,
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=max(0, min(delay, MAX_VISIBILITY)),
+            )
+
+
+def backoff(minimum: int, receive_count: int) -> int:
+    """Exponential backoff from 5 s, capped at 15 min, never under the outcome's minimum."""
+    base = min(900, 5 * 2 ** max(0, receive_count - 1))
+    return max(minimum, int(base * random.uniform(0.8, 1.2)))
+
+
+class DeadlineReached(Exception):
+    """Too little time is left in the invocation to send another message safely."""
+
+
+class RetryLater(Exception):
+    def __init__(self, retry: Retry) -> None:
+        super().__init__(retry.reason)
+        self.retry = retry
+
+
+class Batch:
+    """One SQS batch: parsed and opt-out-checked up front (one read for the whole batch)."""
+
+    def __init__(
+        self,
+        service: SendService,
+        records: list[Mapping[str, Any]],
+        remaining_ms: Callable[[], int],
+    ) -> None:
+        self.service, self.remaining_ms = service, remaining_ms
+        default = service.settings.default_provider
+        self.items: dict[str, Job | BadBody] = {
+            r["messageId"]: parse(r.get("body", ""), r["messageId"], default) for r in records
+        }
+        numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
+        self.opted_out = service.store.opted_out(numbers) if numbers else set()
+        self.delays: dict[str, int] = {}
+        self.results: dict[str, Result] = {}
+
+    def handle(self, record: Any) -> str:
+        """Powertools' record handler: returns on success, raises to fail the record."""
+        message_id = record["messageId"]
+        if self.remaining_ms() < self.service.slowest_call_ms + DEADLINE_MARGIN_MS:
+            self.delays[message_id] = 0
+            raise DeadlineReached("too little time left in this invocation")
+        item = self.items[message_id]
+        receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        opted = isinstance(item, Job) and item.to in self.opted_out
+        result = self.service.process(item, opted, receive_count)
+        self.results[message_id] = result
+        if isinstance(result, Retry):
+            self.delays[message_id] = result.delay
+            raise RetryLater(result)
+        return result.status
+
+    def finish(self, response: Mapping[str, Any], records: list[Mapping[str, Any]]) -> None:
+        """Set each failed record's visibility from its outcome's delay."""
+        handles = {r["messageId"]: r.get("receiptHandle", "") for r in records}
+        for failure in response.get("batchItemFailures", []):
+            message_id = failure["itemIdentifier"]
+            delay = self.delays.get(message_id)
+            if delay is None:  # an unexpected error: back off like any retry
+                delay = backoff(0, 1)
+            try:
+                self.service.change_visibility(handles[message_id], delay)
+            except Exception:  # the record still returns, just sooner
+                logger.exception("could not set the retry delay", extra={"message_id": message_id})

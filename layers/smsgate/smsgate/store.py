@@ -1,0 +1,267 @@
+"""DynamoDB: messages, their status history and opt-outs (DESIGN.md §2.3).
+
+Every status change goes through `advance`: one conditional update on the status rank plus the
+history item, in one transaction — so status only moves forward, a duplicate or late receipt
+writes nothing, and the history holds each accepted change exactly once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .status import Status, ranks_below
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+BATCH_GET_LIMIT = 100
+CLAIMABLE = (Status.QUEUED.value, Status.SCHEDULED.value)
+
+
+def now_iso(moment: datetime | None = None) -> str:
+    """Sortable UTC timestamp with microseconds: `2026-11-22T11:15:33.123456Z`."""
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of claiming a message id for sending."""
+
+    won: bool
+    lease: str = ""
+    item: dict[str, Any] | None = None  # the record as the claim left it (when won)
+    existing: dict[str, Any] | None = None  # the record as it was (when lost)
+
+
+class Store:
+    def __init__(
+        self,
+        messages_table: str,
+        status_table: str,
+        optouts_table: str,
+        client: Any | None = None,
+    ) -> None:
+        self.messages, self.status, self.optouts = messages_table, status_table, optouts_table
+        self.db = client or boto3.client(
+            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5})
+        )
+
+    # --- messages -------------------------------------------------------------------------
+
+    def get_message(self, message_id: str) -> dict[str, Any] | None:
+        item = self.db.get_item(
+            TableName=self.messages, Key={"id": {"S": message_id}}, ConsistentRead=True
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def claim(self, message_id: str, attrs: Mapping[str, Any], lease_seconds: float) -> Claim:
+        """Take the right to send `message_id`, creating its record if it is new.
+
+        Won only when the id is new, or waits (queued/scheduled) with no lease held: a sender
+        that stopped mid-request keeps its lease, so nobody resends what may have gone out.
+        """
+        lease = secrets.token_hex(8)
+        now = datetime.now(UTC)
+        values = {
+            ":lease": lease,
+            ":until": int(now.timestamp() + lease_seconds),
+            ":queued": Status.QUEUED.value,
+            ":now": now_iso(now),
+            ":one": 1,
+            ":free": "",
+            **{f":c{i}": s for i, s in enumerate(CLAIMABLE)},
+            **{f":{k}": v for k, v in attrs.items() if v is not None},
+        }
+        sets = ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" for k in attrs if attrs[k] is not None)
+        names = {"#s": "status", **{f"#{k}": k for k in attrs if attrs[k] is not None}}
+        claimable = ", ".join(f":c{i}" for i in range(len(CLAIMABLE)))
+        try:
+            answer = self.db.update_item(
+                TableName=self.messages,
+                Key={"id": {"S": message_id}},
+                UpdateExpression=(
+                    "SET #s = if_not_exists(#s, :queued), lease = :lease, lease_until = :until, "
+                    "created_at = if_not_exists(created_at, :now), updated_at = :now"
+                    + (f", {sets}" if sets else "")
+                    + " ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    f"attribute_not_exists(id) OR (#s IN ({claimable}) AND lease = :free)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            return Claim(False, existing=from_item(old) if old else self.get_message(message_id))
+        return Claim(True, lease=lease, item=from_item(answer.get("Attributes", {})))
+
+    def release(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
+        """Give the message back (nothing was sent): a redelivery may claim it again."""
+        return self._update_if_leased(message_id, lease, {**attrs, "lease": ""})
+
+    def set_attrs(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
+        """Record facts (provider id, parts) without touching the status."""
+        return self._update_if_leased(message_id, lease, {**attrs, "lease": ""})
+
+    def _update_if_leased(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
+        attrs = {**attrs, "updated_at": now_iso()}
+        try:
+            self.db.update_item(
+                TableName=self.messages,
+                Key={"id": {"S": message_id}},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
+                ConditionExpression="lease = :held",
+                ExpressionAttributeNames={f"#{k}": k for k in attrs},
+                ExpressionAttributeValues=to_item(
+                    {":held": lease, **{f":{k}": v for k, v in attrs.items()}}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def advance(
+        self,
+        message_id: str,
+        new: Status,
+        *,
+        source: str,
+        raw: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        lease: str | None = None,
+        create: Mapping[str, Any] | None = None,
+        extra_history: Iterable[tuple[Status, str, str]] = (),
+    ) -> bool:
+        """Move `message_id` to `new` if that is a step forward; append the change to history.
+
+        `lease` also releases the sender's lease; `create` makes the record when the id is new
+        (a message that fails before it was ever claimed). Returns False, writing nothing, when
+        the change is not accepted (duplicate, late or regressing).
+        """
+        at = now_iso()
+        attrs = {**(attrs or {}), "status": new.value, "status_at": at, "updated_at": at}
+        if lease is not None:
+            attrs["lease"] = ""
+        allowed = ranks_below(new)
+        values: dict[str, Any] = {f":a{i}": s for i, s in enumerate(allowed)}
+        values.update({f":{k}": v for k, v in attrs.items() if v is not None})
+        names = {f"#{k}": k for k in attrs if attrs[k] is not None}
+        sets = [f"#{k} = :{k}" for k in attrs if attrs[k] is not None]
+        if create is not None:
+            condition = "attribute_not_exists(id)"
+            values = {k: v for k, v in values.items() if not k.startswith(":a")}
+            for k, v in create.items():
+                if v is not None and k not in attrs:
+                    names[f"#{k}"], values[f":{k}"] = k, v
+                    sets.append(f"#{k} = :{k}")
+        else:
+            in_allowed = ", ".join(f":a{i}" for i in range(len(allowed)))
+            condition = f"attribute_exists(id) AND #status IN ({in_allowed})"
+        history = [
+            *((s, when, src) for s, when, src in extra_history),
+            (new, at, source),
+        ]
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.messages,
+                    "Key": {"id": {"S": message_id}},
+                    "UpdateExpression": "SET " + ", ".join(sets),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": to_item(values),
+                }
+            }
+        ]
+        for status, when, src in history:
+            entry = {
+                "message_id": message_id,
+                "at": f"{when}#{status.value}",
+                "status": status.value,
+                "source": src,
+                "raw": raw if status is new else None,
+            }
+            items.append({"Put": {"TableName": self.status, "Item": to_item(entry)}})
+        try:
+            self.db.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons:
+                    return False
+            raise
+        return True
+
+    def history(self, message_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.status,
+            "KeyConditionExpression": "message_id = :m",
+            "ExpressionAttributeValues": {":m": {"S": message_id}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.db.query(**kwargs)
+            items.extend(from_item(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- opt-outs -------------------------------------------------------------------------
+
+    def opted_out(self, phones: Iterable[str]) -> set[str]:
+        """Which of `phones` have opted out: one BatchGetItem per 100 numbers."""
+        wanted = sorted(set(phones))
+        found: set[str] = set()
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self.optouts: {
+                    "Keys": [{"phone": {"S": p}} for p in wanted[start : start + BATCH_GET_LIMIT]],
+                    "ProjectionExpression": "phone",
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self.db.batch_get_item(RequestItems=request)
+                found.update(i["phone"]["S"] for i in answer["Responses"].get(self.optouts, []))
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def add_opt_out(self, phone: str, how: str, provider: str | None = None) -> None:
+        at = now_iso()
+        self.db.update_item(
+            TableName=self.optouts,
+            Key={"phone": {"S": phone}},
+            UpdateExpression="SET since = if_not_exists(since, :at), how = :how, updated_at = :at"
+            + (", provider = :p" if provider else ""),
+            ExpressionAttributeValues=to_item({":at": at, ":how": how, ":p": provider}),
+        )
+
+    def remove_opt_out(self, phone: str) -> bool:
+        answer = self.db.delete_item(
+            TableName=self.optouts, Key={"phone": {"S": phone}}, ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in answer

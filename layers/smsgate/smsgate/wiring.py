@@ -1,0 +1,34 @@
+"""Cold-start wiring: settings, store and services built once per process, on first use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .config import Settings, settings
+from .store import Store
+
+
+def provider_credentials(config: Settings) -> dict[str, Any]:
+    """The provider secret (JSON), cached by Powertools for `secret_max_age` seconds so a
+    rotated password is picked up without a redeploy."""
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(
+        config.provider_secret, transform="json", max_age=config.secret_max_age
+    )
+    return value if isinstance(value, dict) else {}
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    config = settings()
+    return Store(config.messages_table, config.status_table, config.optouts_table)
+
+
+@lru_cache(maxsize=1)
+def send_service() -> Any:
+    from .sender import SendService
+
+    config = settings()
+    return SendService(config, store(), lambda: provider_credentials(config))

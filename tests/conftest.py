@@ -1,0 +1,117 @@
+"""Shared fixtures: AWS in moto (built from template.yaml), the provider simulators, and the
+functions' handlers loaded as Lambda loads them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Fake credentials before boto3 is imported anywhere: nothing in the tests reaches AWS.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "smsgate",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+pytest_plugins = ["smsgate_sim.pytest_plugin"]
+
+CALLBACK_TOKEN = "test-callback-token-0123456789abcdef"
+SIM_USER, SIM_PASS = "smsgate", "local-secret"
+
+
+def secret_for(sims: Any) -> dict[str, Any]:
+    creds = {"user": SIM_USER, "pass": SIM_PASS}
+    return {
+        "clubtexting": creds,
+        "grouptexting": creds,
+        "textinghouse": creds,
+        "callback_token": CALLBACK_TOKEN,
+    }
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(aws: None, sims: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The template's resources in moto, the simulators as providers, and the functions'
+    environment in os.environ; process-wide caches start empty."""
+    from stack import build_stack
+
+    urls = {
+        name: sims.by_name[name].url for name in ("clubtexting", "grouptexting", "textinghouse")
+    }
+    built = build_stack(secret_for(sims), provider_urls=urls)
+    for key, value in built.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PROVIDER_READ_TIMEOUT", "1.0")
+    monkeypatch.setenv("PROVIDER_CONNECT_TIMEOUT", "0.5")
+    _clear_caches()
+    yield built
+    _clear_caches()
+
+
+def _clear_caches() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    from smsgate import config, wiring
+
+    config.settings.cache_clear()
+    wiring.store.cache_clear()
+    wiring.send_service.cache_clear()
+    parameters.clear_caches()
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py under a unique module name (each function has an app.py)."""
+    module_name = f"smsgate_function_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LambdaContext:
+    """What Lambda passes as `context`: the handler reads its deadline from it."""
+
+    function_name = "smsgate-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:smsgate-test"
+    aws_request_id = "test-request"
+    log_group_name = "/aws/lambda/smsgate-test"
+    log_stream_name = "test"
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        import time
+
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

@@ -1,0 +1,632 @@
+"""The sender (issue 3): SQS batch -> providers, never twice, never lost, never to an opt-out.
+
+AWS is moto (tables and queue from template.yaml), the providers are the simulators over real
+HTTP; the handler is the real functions/send/app.py with Powertools' batch processor.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from conftest import LambdaContext, load_function
+from sqs_source import poll_once, receive_event, send_bodies
+
+TH_SEND = "sendsms"
+
+
+class Locked:
+    """Serialises calls to a moto-backed client: moto checks a condition and writes without a
+    lock, so two threads could both win a conditional write real DynamoDB would serialise."""
+
+    _lock = threading.RLock()
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def send(stack: Any) -> Any:
+    """The send function's handler, with its service's DynamoDB calls serialised."""
+    from smsgate import wiring
+
+    app = load_function("send")
+    service = wiring.send_service()
+    service.store.db = Locked(service.store.db)
+    return app.lambda_handler
+
+
+@pytest.fixture
+def service(send: Any) -> Any:
+    from smsgate import wiring
+
+    return wiring.send_service()
+
+
+def queue(stack: Any) -> tuple[str, str]:
+    return stack.queues["SendQueue"], stack.queue_arns["SendQueue"]
+
+
+def run(stack: Any, send: Any, bodies: list[Any], remaining_ms: int = 30_000) -> dict[str, Any]:
+    url, arn = queue(stack)
+    send_bodies(url, bodies)
+    _, response = poll_once(url, arn, send, remaining_ms)
+    return response
+
+
+def message(stack: Any, message_id: str) -> dict[str, Any]:
+    from smsgate.store import from_item
+
+    item = (
+        boto3.client("dynamodb")
+        .get_item(TableName=stack.tables["MessagesTable"], Key={"id": {"S": message_id}})
+        .get("Item")
+    )
+    return from_item(item) if item else {}
+
+
+def history(stack: Any, message_id: str) -> list[str]:
+    items = boto3.client("dynamodb").query(
+        TableName=stack.tables["StatusTable"],
+        KeyConditionExpression="message_id = :m",
+        ExpressionAttributeValues={":m": {"S": message_id}},
+    )["Items"]
+    return [i["status"]["S"] for i in items]
+
+
+def sends(sims: Any, provider: str) -> list[Any]:
+    sim = sims.by_name[provider]
+    if provider == "textinghouse":
+        return [r for r in sim.requests if r.fields.get("cmd") == TH_SEND]
+    path = {"clubtexting": "/apisendmessage.php", "grouptexting": "/api/sending"}[provider]
+    return sim.requests_to(path)
+
+
+# --- each outcome class, per provider ------------------------------------------------------
+
+US, FR = "+12125551234", "+33612345678"
+OUTCOMES = [
+    # (label, provider, to, forced answer (body, http status) or None, status, error_code)
+    ("ct sent", "clubtexting", US, None, "sent", None),
+    ("ct opt-out -5", "clubtexting", US, ("-5", 200), "failed", "-5"),
+    ("ct invalid -7", "clubtexting", US, ("-7", 200), "failed", "-7"),
+    ("ct auth -1 retried", "clubtexting", US, ("-1", 200), "queued", "-1"),
+    ("ct credit -2 retried", "clubtexting", US, ("-2", 200), "queued", "-2"),
+    ("ct unknown error -10 retried", "clubtexting", US, ("-10", 200), "queued", "-10"),
+    (
+        "ct garbage -> unknown",
+        "clubtexting",
+        US,
+        ("<html>oops</html>", 200),
+        "unknown",
+        "unreadable",
+    ),
+    ("gt sent", "grouptexting", US, None, "sent", None),
+    ("gt global opt-out -104", "grouptexting", US, ("-104", 200), "failed", "-104"),
+    ("gt bad number -106", "grouptexting", US, ("-106", 200), "failed", "-106"),
+    ("gt rate limited 503", "grouptexting", US, ("busy", 503), "queued", "http_503"),
+    (
+        "gt server error 500 -> unknown",
+        "grouptexting",
+        US,
+        ("<h1>500</h1>", 500),
+        "unknown",
+        "http_500",
+    ),
+    ("th sent", "textinghouse", FR, None, "sent", None),
+    ("th auth 101", "textinghouse", FR, ("ERR: 101 | Authentication failed", 200), "queued", "101"),
+    ("th credit 104", "textinghouse", FR, ("ERR: 104 | Insufficient credit", 200), "queued", "104"),
+    (
+        "th stop mention 400",
+        "textinghouse",
+        FR,
+        ("ERR: 400 | STOP mention missing", 200),
+        "failed",
+        "400",
+    ),
+    ("th processing 300", "textinghouse", FR, ("ERR: 300 | Error", 200), "queued", "300"),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "provider", "to", "forced", "status", "code"), OUTCOMES, ids=[o[0] for o in OUTCOMES]
+)
+def test_outcome_classes(
+    stack: Any,
+    sims: Any,
+    send: Any,
+    label: str,
+    provider: str,
+    to: str,
+    forced: tuple[str, int] | None,
+    status: str,
+    code: str | None,
+) -> None:
+    if forced:
+        sims.by_name[provider].force_answer(forced[0], status=forced[1], times=1)
+    response = run(
+        stack, send, [{"id": "m1", "to": to, "text": "Hello there", "provider": provider}]
+    )
+    record = message(stack, "m1")
+    assert record["status"] == status, label
+    assert record.get("error_code") == code
+    assert len(sends(sims, provider)) == 1
+    retried = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert bool(retried) == (status == "queued")
+    if status == "queued":
+        assert record["lease"] == ""  # released: a redelivery may send it
+    if code in ("-5", "-104"):
+        optouts = boto3.client("dynamodb").get_item(
+            TableName=stack.tables["OptOutsTable"], Key={"phone": {"S": to}}
+        )
+        assert optouts["Item"]["how"]["S"] == f"provider code {code}"
+
+
+def test_sent_record_and_history(stack: Any, sims: Any, send: Any) -> None:
+    response = run(
+        stack, send, [{"id": "abc_1", "to": FR, "text": "Bonjour", "provider": "textinghouse"}]
+    )
+    assert response == {"batchItemFailures": []}
+    record = message(stack, "abc_1")
+    assert record["status"] == "sent"
+    assert record["provider"] == "textinghouse"
+    assert record["provider_message_id"] == sims.textinghouse.messages[0].api_id
+    assert record["segments"] == 1
+    assert record["direction"] == "out"
+    assert history(stack, "abc_1") == ["queued", "sent"]
+    request = sends(sims, "textinghouse")[0]
+    assert request.fields["climsgid"] == "abc_1"  # our id, so getstatus can find it
+    assert request.fields["to"] == "33612345678"
+    assert request.fields["iscom"] == "N"
+
+
+def test_default_provider_and_sqs_id(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    [sqs_id] = send_bodies(url, [{"to": "+33612345678", "text": "no id given"}])
+    poll_once(url, arn, send)
+    record = message(stack, sqs_id.replace("-", ""))
+    assert record["status"] == "sent" and record["provider"] == "textinghouse"
+
+
+# --- bad bodies never fail their neighbours ------------------------------------------------
+
+BAD_BODIES = [
+    ("not json", "this is not json", "body is not JSON"),
+    ("not an object", "[1, 2]", "body is not a JSON object"),
+    ("missing to", {"text": "hi"}, "to: Field required"),
+    ("missing text", {"to": FR}, "text: Field required"),
+    ("text wrong type", {"to": FR, "text": 42}, "text: Input should be a valid string"),
+    (
+        "unknown provider",
+        {"to": FR, "text": "hi", "provider": "twilio"},
+        "provider: Input should be",
+    ),
+    ("bad id", {"to": FR, "text": "hi", "id": "has spaces!"}, "id: String should match pattern"),
+    (
+        "express not bool",
+        {"to": FR, "text": "hi", "express": "yes"},
+        "express: Input should be a valid boolean",
+    ),
+    (
+        "unknown field",
+        {"to": FR, "text": "hi", "colour": "red"},
+        "colour: Extra inputs are not permitted",
+    ),
+    ("bad number", {"to": "+1999", "text": "hi"}, "to: phone number"),
+]
+
+
+def test_poison_records_among_good_ones(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    good = [{"id": f"good{i}", "to": f"+3361234567{i}", "text": f"hello {i}"} for i in range(3)]
+    bodies = [b for _, b, _ in BAD_BODIES[:7]] + good
+    ids = send_bodies(url, bodies)
+    _, response = poll_once(url, arn, send)
+    assert response == {"batchItemFailures": []}  # nothing retried: bad bodies are final
+    for (label, _, reason), sqs_id in zip(BAD_BODIES[:7], ids, strict=False):
+        record = message(stack, sqs_id.replace("-", ""))
+        assert record["status"] == "failed", label
+        assert record["error_code"] == "invalid_body"
+        assert reason in record["error"], (label, record["error"])
+    for g in good:
+        assert message(stack, g["id"])["status"] == "sent"
+    assert len(sends(sims, "textinghouse")) == 3
+
+
+@pytest.mark.parametrize(
+    ("label", "body", "reason"), BAD_BODIES[7:], ids=[b[0] for b in BAD_BODIES[7:]]
+)
+def test_more_bad_bodies(
+    stack: Any, sims: Any, send: Any, label: str, body: Any, reason: str
+) -> None:
+    url, arn = queue(stack)
+    [sqs_id] = send_bodies(url, [body])
+    poll_once(url, arn, send)
+    record = message(stack, sqs_id.replace("-", ""))
+    assert record["status"] == "failed" and reason in record["error"], record
+    assert not sends(sims, "textinghouse")
+
+
+def test_bad_body_never_overwrites_an_existing_message(stack: Any, sims: Any, send: Any) -> None:
+    run(stack, send, [{"id": "keep", "to": FR, "text": "first"}])
+    run(stack, send, [{"id": "keep", "to": FR, "text": 7}])  # same id, broken body
+    record = message(stack, "keep")
+    assert record["status"] == "sent" and record["text"] == "first"
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "rule"),
+    [
+        ("clubtexting", {"to": US, "text": "x" * 131}, "rule:length"),
+        ("clubtexting", {"to": FR, "text": "hi"}, "rule:number"),
+        ("grouptexting", {"to": US, "text": "héllo"}, "rule:charset"),
+        ("textinghouse", {"to": FR, "text": "hi", "sender": "TooLongSender1"}, "rule:sender"),
+        ("textinghouse", {"to": FR, "text": "promo", "commercial": True}, "rule:stop_mention"),
+    ],
+)
+def test_provider_rules_fail_without_a_request(
+    stack: Any, sims: Any, send: Any, provider: str, body: dict[str, Any], rule: str
+) -> None:
+    run(stack, send, [{**body, "id": "r1", "provider": provider}])
+    record = message(stack, "r1")
+    assert (record["status"], record["error_code"]) == ("failed", rule)
+    assert sims.by_name[provider].requests == []
+
+
+def test_unconfigured_provider_fails_with_that_reason(stack: Any, sims: Any, send: Any) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    secret = {"textinghouse": {"user": "smsgate", "pass": "local-secret"}, "callback_token": "x"}
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=stack.secret_arn, SecretString=json.dumps(secret)
+    )
+    parameters.clear_caches()
+    run(stack, send, [{"id": "nc", "to": US, "text": "hi", "provider": "clubtexting"}])
+    record = message(stack, "nc")
+    assert (record["status"], record["error_code"]) == ("failed", "provider_not_configured")
+
+
+# --- never to an opted-out number ----------------------------------------------------------
+
+
+def test_opted_out_number_is_never_texted(stack: Any, sims: Any, send: Any) -> None:
+    from smsgate import wiring
+
+    wiring.store().add_opt_out(FR, how="STOP")
+    run(
+        stack,
+        send,
+        [{"id": "o1", "to": FR, "text": "hi"}, {"id": "o2", "to": "+33612345679", "text": "hi"}],
+    )
+    assert (message(stack, "o1")["status"], message(stack, "o1")["error_code"]) == (
+        "failed",
+        "opted_out",
+    )
+    assert message(stack, "o2")["status"] == "sent"
+    assert [r.fields["to"] for r in sends(sims, "textinghouse")] == ["33612345679"]
+
+
+def test_opt_outs_are_read_once_per_batch(stack: Any, sims: Any, send: Any) -> None:
+    calls: list[str] = []
+    client = boto3.client("dynamodb")
+    from smsgate import wiring
+
+    store = wiring.store()
+    store.db = client
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    run(stack, send, [{"id": f"b{i}", "to": f"+3361234567{i}", "text": "x"} for i in range(8)])
+    assert calls.count("BatchGetItem") == 1
+    assert "GetItem" not in calls
+
+
+# --- never twice ---------------------------------------------------------------------------
+
+
+def test_redelivered_record_sends_once(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    send_bodies(url, [{"id": "r1", "to": FR, "text": "once"}])
+    event = receive_event(url, arn)
+    for _ in range(3):
+        assert send(event, LambdaContext()) == {"batchItemFailures": []}
+    assert len(sends(sims, "textinghouse")) == 1
+    assert history(stack, "r1") == ["queued", "sent"]
+
+
+def test_producer_retry_with_same_id_sends_once(stack: Any, sims: Any, send: Any) -> None:
+    run(stack, send, [{"id": "dup", "to": FR, "text": "x"}, {"id": "dup", "to": FR, "text": "x"}])
+    run(stack, send, [{"id": "dup", "to": FR, "text": "x"}])
+    assert len(sends(sims, "textinghouse")) == 1
+
+
+def test_concurrent_copies_send_once(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    send_bodies(url, [{"id": f"c{i}", "to": f"+3361234500{i}", "text": "x"} for i in range(5)])
+    event = receive_event(url, arn)
+    sims.textinghouse.set_fault("slow", delay=0.05)  # widen the window where both are in flight
+    responses: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda: responses.append(send(event, LambdaContext())))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sends(sims, "textinghouse")) == 5
+    # a copy that found the other in flight asks to come back later, never drops the message
+    ids = {r["messageId"]: json.loads(r["body"])["id"] for r in event["Records"]}
+    for response in responses:
+        for failure in response["batchItemFailures"]:
+            assert message(stack, ids[failure["itemIdentifier"]])["status"] in ("queued", "sent")
+    sims.textinghouse.clear_faults()
+    assert send(event, LambdaContext()) == {"batchItemFailures": []}  # the redelivery: all final
+    assert len(sends(sims, "textinghouse")) == 5
+
+
+def test_redelivery_300_messages_three_times_concurrently(stack: Any, sims: Any, send: Any) -> None:
+    """Acceptance: 300 messages, each delivered 3 times (once alone, twice concurrently)
+    -> exactly 300 provider send requests, and every message final or retryable."""
+    from sqs_source import to_event
+
+    events = []
+    for chunk in range(30):
+        records = [
+            {
+                "MessageId": f"00000000-0000-0000-0000-{chunk:04d}{i:08d}",
+                "ReceiptHandle": f"rh-{chunk}-{i}",
+                "Body": json.dumps(
+                    {"id": f"m{chunk}x{i}", "to": f"+336{chunk:02d}{i:06d}", "text": "hello"}
+                ),
+                "MD5OfBody": "x",
+                "Attributes": {"ApproximateReceiveCount": "1"},
+            }
+            for i in range(10)
+        ]
+        events.append(to_event(queue(stack)[1], records))
+    retried: list[dict[str, Any]] = []
+
+    def deliver(batch: list[dict[str, Any]]) -> None:
+        for event in batch:
+            response = send(event, LambdaContext())
+            if response["batchItemFailures"]:
+                retried.append(event)
+
+    deliver(events)  # first delivery
+    threads = [threading.Thread(target=deliver, args=(events,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert retried == []
+    assert len(sends(sims, "textinghouse")) == 300
+    statuses = {message(stack, f"m{c}x{i}")["status"] for c in range(30) for i in range(10)}
+    assert statuses == {"sent"}
+
+
+def test_no_answer_is_unknown_and_never_resent(stack: Any, sims: Any, send: Any) -> None:
+    sims.grouptexting.set_fault("hang", delay=2.0)  # accepts the request, answers too late
+    url, arn = queue(stack)
+    send_bodies(url, [{"id": "h1", "to": US, "text": "hello", "provider": "grouptexting"}])
+    event = receive_event(url, arn)
+    assert send(event, LambdaContext()) == {"batchItemFailures": []}
+    record = message(stack, "h1")
+    assert (record["status"], record["error_code"]) == ("unknown", "no_answer")
+    sims.grouptexting.clear_faults()
+    send(event, LambdaContext())  # redelivery
+    assert len(sends(sims, "grouptexting")) == 1
+    assert sims.grouptexting.account("smsgate").credit == 999  # the provider did take it
+
+
+def test_textinghouse_no_answer_is_settled_by_getstatus(stack: Any, sims: Any, send: Any) -> None:
+    sims.textinghouse.set_fault("drop", count=1)  # processes the send, closes without answer
+    run(stack, send, [{"id": "t1", "to": FR, "text": "hello"}])
+    record = message(stack, "t1")
+    assert record["status"] in ("sent", "delivered")
+    lookups = [r for r in sims.textinghouse.requests if r.fields.get("cmd") == "getstatus"]
+    assert [r.fields["climsgid"] for r in lookups] == ["t1"]
+    assert len(sends(sims, "textinghouse")) == 1
+
+
+def test_textinghouse_request_that_never_arrived_is_resent(
+    stack: Any, sims: Any, send: Any
+) -> None:
+    # The send gets no usable answer and TextingHouse has no record of our id (202): the
+    # message never arrived, so it is safe to send again.
+    sims.textinghouse.force_answer("<html>proxy error</html>", status=502, times=1)
+    response = run(stack, send, [{"id": "t2", "to": FR, "text": "hello"}])
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert message(stack, "t2")["status"] == "queued"
+
+
+def test_connect_failure_is_retried(
+    stack: Any, sims: Any, send: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsgate import config, wiring
+
+    monkeypatch.setenv("CLUBTEXTING_URL", "http://127.0.0.1:9")  # nothing listens there
+    config.settings.cache_clear()
+    wiring.send_service.cache_clear()
+    wiring.send_service().store.db = Locked(wiring.send_service().store.db)
+    response = run(stack, send, [{"id": "n1", "to": US, "text": "hi", "provider": "clubtexting"}])
+    assert len(response["batchItemFailures"]) == 1
+    record = message(stack, "n1")
+    assert (record["status"], record["error_code"]) == ("queued", "connect_failed")
+
+
+# --- never lost ----------------------------------------------------------------------------
+
+
+def test_flood_is_retried_after_ten_seconds(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    send_bodies(
+        url, [{"id": "f1", "to": FR, "text": "same"}, {"id": "f2", "to": FR, "text": "same"}]
+    )
+    _, response = poll_once(url, arn, send)
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    record = (
+        message(stack, "f2") if message(stack, "f2")["status"] == "queued" else message(stack, "f1")
+    )
+    assert record["error_code"] == "350"
+    # the record's visibility timeout was set to >= 10 s: it is not back yet
+    assert receive_event(url, arn)["Records"] == []
+    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_retry_delay_never_below_the_outcome_minimum() -> None:
+    from smsgate.sender import backoff
+
+    assert all(backoff(10, 1) >= 10 for _ in range(100))
+    assert all(backoff(0, 20) <= 1080 for _ in range(100))
+
+
+def test_deadline_guard_returns_untouched_records(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    send_bodies(url, [{"id": f"d{i}", "to": f"+3361234567{i}", "text": "x"} for i in range(4)])
+    event = receive_event(url, arn)
+    response = send(event, LambdaContext(remaining_ms=2_000))  # less than one provider call
+    assert len(response["batchItemFailures"]) == 4
+    assert sims.textinghouse.requests == []
+    assert all(message(stack, f"d{i}") == {} for i in range(4))
+
+
+def test_auth_failures_are_counted_for_the_alarm(
+    stack: Any, sims: Any, send: Any, capsys: Any
+) -> None:
+    sims.clubtexting.force_answer("-1")
+    run(stack, send, [{"id": "a1", "to": US, "text": "hi", "provider": "clubtexting"}])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    auth = [m for m in lines if "ProviderAuthFailed" in m]
+    assert {m.get("Provider") for m in auth} == {"clubtexting", None}
+    assert all(m["ProviderAuthFailed"] == [1.0] for m in auth)
+
+
+# --- commercial hours ----------------------------------------------------------------------
+
+SUNDAY_NOON = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)  # Sunday, 12:00 in Paris
+CHRISTMAS = datetime(2026, 12, 25, 9, 0, tzinfo=UTC)  # Friday, a French public holiday
+PROMO = "Soldes -20% ce week-end. STOP sms-s.top"
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        (SUNDAY_NOON, "2026-11-23T07:00:00"),  # Monday 08:00 Paris
+        (CHRISTMAS, "2026-12-26T09:00:00"),  # Saturday 10:00 Paris
+    ],
+    ids=["sunday", "french-holiday"],
+)
+def test_commercial_message_is_held_until_its_window(
+    stack: Any, sims: Any, send: Any, service: Any, now: datetime, opens: str
+) -> None:
+    service.clock = lambda: now
+    body = {"id": "promo1", "to": FR, "text": PROMO, "commercial": True}
+    assert run(stack, send, [body]) == {"batchItemFailures": []}
+    record = message(stack, "promo1")
+    assert record["status"] == "scheduled"
+    assert record["not_before"].startswith(opens)
+    assert sims.textinghouse.requests == []
+    scheduler = boto3.client("scheduler")
+    schedule = scheduler.get_schedule(
+        Name=record["schedule_name"], GroupName=stack.env["HOLD_SCHEDULE_GROUP"]
+    )
+    assert schedule["ScheduleExpression"] == f"at({opens})"
+    assert schedule["Target"]["Arn"] == stack.queue_arns["SendQueue"]
+    # The schedule fires at the window: its input comes back through the queue and is sent.
+    service.clock = lambda: datetime.fromisoformat(opens + "+00:00")
+    assert run(stack, send, [json.loads(schedule["Target"]["Input"])]) == {"batchItemFailures": []}
+    assert message(stack, "promo1")["status"] == "sent"
+    sent = sends(sims, "textinghouse")
+    assert len(sent) == 1 and sent[0].fields["iscom"] == "Y"
+    assert history(stack, "promo1") == ["queued", "scheduled", "sent"]
+
+
+def test_held_message_can_be_cancelled(stack: Any, sims: Any, send: Any, service: Any) -> None:
+    service.clock = lambda: SUNDAY_NOON
+    run(stack, send, [{"id": "promo2", "to": FR, "text": PROMO, "commercial": True}])
+    schedule_name = message(stack, "promo2")["schedule_name"]
+    assert service.cancel("promo2")
+    assert message(stack, "promo2")["status"] == "failed"
+    with pytest.raises(Exception, match="ResourceNotFound"):
+        boto3.client("scheduler").get_schedule(
+            Name=schedule_name, GroupName=stack.env["HOLD_SCHEDULE_GROUP"]
+        )
+    run(stack, send, [{"id": "promo2", "to": FR, "text": PROMO, "commercial": True}])
+    assert sims.textinghouse.requests == []
+
+
+def test_commercial_message_inside_window_goes_now(
+    stack: Any, sims: Any, send: Any, service: Any
+) -> None:
+    service.clock = lambda: datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 Paris
+    run(stack, send, [{"id": "promo3", "to": FR, "text": PROMO, "commercial": True}])
+    assert message(stack, "promo3")["status"] == "sent"
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+def test_no_number_text_or_secret_in_logs(stack: Any, sims: Any, send: Any, capsys: Any) -> None:
+    from smsgate.observability import logger
+
+    stream = io.StringIO()
+    for handler in logger.handlers:
+        handler.setStream(stream)  # type: ignore[attr-defined]
+    secret_text = "Secret message body 4111111111111111"
+    sims.grouptexting.set_fault("hang", delay=1.5, count=1)
+    bodies = [
+        {"id": "l1", "to": FR, "text": secret_text},
+        {"id": "l2", "to": "+12125550199", "text": secret_text, "provider": "grouptexting"},
+        {"id": "l3", "to": "+12125550198", "text": secret_text + "'", "provider": "clubtexting"},
+        {"to": "+33612345670", "text": 5},
+    ]
+    sims.textinghouse.force_answer("ERR: 101 | Authentication failed")
+    run(stack, send, bodies)
+    logged = stream.getvalue() + capsys.readouterr().out
+    assert "message" in logged  # the logs were captured
+    for needle in (
+        "33612345678",
+        "2125550199",
+        "2125550198",
+        "33612345670",
+        "Secret message",
+        "4111111111111111",
+        "local-secret",
+    ):
+        assert needle not in logged, needle
+    assert "+3361****678" in logged
+
+
+def test_sample_event_is_a_real_sqs_event(stack: Any, sims: Any, send: Any) -> None:
+    from pathlib import Path
+
+    event = json.loads((Path(__file__).parent.parent / "events" / "send.json").read_text())
+    assert {
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "eventSource",
+        "eventSourceARN",
+    } <= set(event["Records"][0])
+    response = send(event, LambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert len(sends(sims, "textinghouse")) + len(sends(sims, "grouptexting")) == 2
