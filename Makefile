@@ -12,7 +12,7 @@ SAM := $(SAM_VENV)/bin/sam
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
 # Source folders that exist (ruff fails on a missing path).
-PY_DIRS := $(wildcard layers functions sim tests benchmarks)
+PY_DIRS := $(wildcard layers functions sim local tests benchmarks)
 
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

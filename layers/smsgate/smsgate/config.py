@@ -16,6 +16,7 @@ DEFAULT_URLS = {
     "textinghouse": "https://api.textinghouse.com",
 }
 DEFAULT_WINDOWS = "mon-fri 08:00-20:00; sat 10:00-15:00"
+DEFAULT_HELP = "smsgate: reply STOP to stop receiving messages, START to receive them again."
 
 
 class ConfigError(RuntimeError):
@@ -37,6 +38,8 @@ class Settings(BaseModel):
     connect_timeout: float = Field(default=3.05, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
     secret_max_age: int = Field(default=300, ge=0)
+    keyword_replies_parameter: str | None = None
+    help_text: str = DEFAULT_HELP
 
     @field_validator("default_provider")
     @classmethod
@@ -67,6 +70,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         "connect_timeout": "PROVIDER_CONNECT_TIMEOUT",
         "read_timeout": "PROVIDER_READ_TIMEOUT",
         "secret_max_age": "SECRET_MAX_AGE",
+        "keyword_replies_parameter": "KEYWORD_REPLIES_PARAMETER",
+        "help_text": "HELP_TEXT",
     }
     values.update({field: env[var] for field, var in optional.items() if env.get(var)})
     try:

@@ -37,11 +37,17 @@ def international_digits(e164: str) -> str:
 
 
 def from_provider(raw: str, kind: str) -> str:
-    """A provider's number back to E.164: `us10` for Club/Group Texting, `intl` for TextingHouse."""
+    """A number a provider sent us, as E.164: `us10` (Club/Group Texting: 10 US digits) or
+    `intl` (TextingHouse: international digits). Only the shape is checked — it is the
+    provider's word for who texted, and a strict validity check would drop real messages."""
     digits = "".join(ch for ch in raw if ch.isdigit())
     if kind == "us10" and len(digits) == 10:
-        return to_e164("+1" + digits)
-    return to_e164("+" + digits)
+        return "+1" + digits
+    if kind == "us10" and len(digits) == 11 and digits.startswith("1"):
+        return "+" + digits
+    if kind == "intl" and 8 <= len(digits) <= 15 and not digits.startswith("0"):
+        return "+" + digits
+    raise InvalidNumber(f"expected {'10 US digits' if kind == 'us10' else 'international digits'}")
 
 
 def mask(number: str | None) -> str:

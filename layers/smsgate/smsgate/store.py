@@ -23,6 +23,7 @@ from .status import Status, ranks_below
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 BATCH_GET_LIMIT = 100
+PROVIDER_ID_INDEX = "ByProviderMessageId"  # template.yaml: MessagesTable's receipt index
 CLAIMABLE = (Status.QUEUED.value, Status.SCHEDULED.value)
 
 
@@ -154,6 +155,7 @@ class Store:
         lease: str | None = None,
         create: Mapping[str, Any] | None = None,
         extra_history: Iterable[tuple[Status, str, str]] = (),
+        expect_provider: str | None = None,
     ) -> bool:
         """Move `message_id` to `new` if that is a step forward; append the change to history.
 
@@ -180,6 +182,9 @@ class Store:
         else:
             in_allowed = ", ".join(f":a{i}" for i in range(len(allowed)))
             condition = f"attribute_exists(id) AND #status IN ({in_allowed})"
+            if expect_provider is not None:  # a receipt only ever moves its provider's message
+                names["#provider"], values[":expect"] = "provider", expect_provider
+                condition += " AND #provider = :expect"
         history = [
             *((s, when, src) for s, when, src in extra_history),
             (new, at, source),
@@ -214,6 +219,38 @@ class Store:
                     return False
             raise
         return True
+
+    def find_by_provider_id(self, provider: str, provider_message_id: str) -> str | None:
+        """Our id of the message the provider calls `provider_message_id` (receipt index)."""
+        if not provider_message_id:
+            return None
+        page = self.db.query(
+            TableName=self.messages,
+            IndexName=PROVIDER_ID_INDEX,
+            KeyConditionExpression="provider_message_id = :pid AND provider = :p",
+            ExpressionAttributeValues=to_item({":pid": provider_message_id, ":p": provider}),
+            ProjectionExpression="id",
+            Limit=1,
+        )
+        items = page.get("Items", [])
+        return str(items[0]["id"]["S"]) if items else None
+
+    def keep_unmatched_receipt(
+        self, provider: str, provider_message_id: str, client_id: str, code: str
+    ) -> None:
+        """A receipt for no message we know: kept in the history under its provider's id, so
+        it can be matched later and nobody's message is touched."""
+        at = now_iso()
+        entry = {
+            "message_id": f"unmatched#{provider}#{provider_message_id or client_id}",
+            "at": f"{at}#{code}",
+            "source": "dlr",
+            "raw": code,
+            "provider": provider,
+            "provider_message_id": provider_message_id or None,
+            "client_id": client_id or None,
+        }
+        self.db.put_item(TableName=self.status, Item=to_item(entry))
 
     def history(self, message_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -32,3 +32,27 @@ def send_service() -> Any:
 
     config = settings()
     return SendService(config, store(), lambda: provider_credentials(config))
+
+
+def callback_token(config: Settings) -> str:
+    return str(provider_credentials(config).get("callback_token") or "")
+
+
+@lru_cache(maxsize=1)
+def callback_service() -> Any:
+    from .callbacks import CallbackService
+
+    config = settings()
+
+    def keyword_replies() -> dict[str, str]:
+        """keyword -> reply, from an SSM parameter the user edits without a redeploy."""
+        if not config.keyword_replies_parameter:
+            return {}
+        from aws_lambda_powertools.utilities import parameters
+
+        value = parameters.get_parameter(
+            config.keyword_replies_parameter, transform="json", max_age=60
+        )
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+    return CallbackService(store(), keyword_replies, config.help_text)

@@ -84,7 +84,7 @@ class OutboundSms:
     """One message as the provider layer sees it (already parsed from the queue body)."""
 
     id: str
-    to: str  # E.164, or TextingHouse's test number "999"
+    to: str = field(repr=False)  # E.164, or TextingHouse's test number "999"
     text: str = field(repr=False)
     subject: str = field(default="", repr=False)
     express: bool = False

@@ -46,7 +46,7 @@ class ClubTexting(ProviderClient):
             raise RuleViolation(
                 self.name, "number", "Club Texting only reaches 10-digit US numbers"
             )
-        if not sms.text:
+        if not sms.text.strip():
             raise RuleViolation(self.name, "empty", "message text is empty")
         if len(sms.text) > MAX_MESSAGE:
             raise RuleViolation(

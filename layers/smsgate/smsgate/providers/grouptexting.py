@@ -135,14 +135,17 @@ def weighted_length(text: str) -> int:
     return sum(2 if ch in DOUBLE else 1 for ch in normalise(text))
 
 
-def check_text(text: str, what: str, limit: int) -> None:
-    bad = sorted({ch for ch in normalise(text) if ch not in CHARSET})
+def check_text(parts: tuple[str, ...], what: str, limit: int) -> None:
+    """Charset and weighted length of fields sent side by side (subject, message): each is
+    counted on its own, so a line break is never split across two fields."""
+    bad = sorted({ch for part in parts for ch in normalise(part) if ch not in CHARSET})
     if bad:
-        shown = "".join(ch if ch.isprintable() else "?" for ch in bad[:5])
         raise RuleViolation(
-            "grouptexting", "charset", f"{what} has characters outside the allowed set: {shown!r}"
+            "grouptexting",
+            "charset",
+            f"{what} has {len(bad)} character(s) outside the allowed set, e.g. U+{ord(bad[0]):04X}",
         )
-    size = weighted_length(text)
+    size = sum(weighted_length(part) for part in parts)
     if size > limit:
         raise RuleViolation(
             "grouptexting", "length", f"{what} counts {size} characters, limit {limit}"
@@ -160,7 +163,7 @@ class GroupTexting(ProviderClient):
             raise RuleViolation(
                 self.name, "number", "Group Texting only reaches 10-digit US numbers"
             )
-        if not sms.text:
+        if not sms.text.strip():
             raise RuleViolation(self.name, "empty", "message text is empty")
         if len(sms.subject) > MAX_SUBJECT:
             raise RuleViolation(
@@ -168,12 +171,16 @@ class GroupTexting(ProviderClient):
                 "subject",
                 f"subject is {len(sms.subject)} characters, limit {MAX_SUBJECT}",
             )
-        check_text(sms.subject + sms.text, "subject and message", MAX_TOTAL)
+        check_text((sms.subject, sms.text), "subject and message", MAX_TOTAL)
         if sms.commercial or sms.sender or sms.express:
             raise RuleViolation(
                 self.name, "options", "express, commercial and sender are not Group Texting options"
             )
-        fields = {"phonenumber": number, "subject": sms.subject, "message": normalise(sms.text)}
+        fields = {
+            "phonenumber": number,
+            "subject": normalise(sms.subject),
+            "message": normalise(sms.text),
+        }
         return Prepared(fields, segments=1)
 
     def parse_send(self, reply: Reply) -> Outcome:
@@ -230,7 +237,7 @@ class GroupTexting(ProviderClient):
         if autoreply is not None:
             if not autoreply.strip():
                 raise RuleViolation(self.name, "autoreply", "autoreply is blank")
-            check_text(autoreply, "autoreply", MAX_TOTAL)
+            check_text((autoreply,), "autoreply", MAX_TOTAL)
         optional = {"group": group, "autoreply": autoreply, "email": email, "url": url}
         fields = {"keyword": keyword, **{k: v for k, v in optional.items() if v is not None}}
         self._operation("POST", "/api/keyword/setup/", fields, SETUP_CODES)

@@ -114,7 +114,7 @@ class TextingHouse(ProviderClient):
         to = TEST_NUMBER if sms.to == TEST_NUMBER else international_digits(sms.to)
         if not to.isdigit():
             raise RuleViolation(self.name, "number", "recipient must be international digits")
-        if not sms.text:
+        if not sms.text.strip():
             raise RuleViolation(self.name, "empty", "message text is empty")
         bad = sorted({ch for ch in sms.text if ch not in ALLOWED})
         if bad:

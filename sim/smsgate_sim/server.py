@@ -1,0 +1,765 @@
+"""The HTTP machinery every provider simulator shares.
+
+One ``ThreadingHTTPServer`` per provider: HTTP/1.1 keep-alive, Nagle off and buffered writes
+(one flush per response, DESIGN §5), accepted connections counted, every request recorded,
+accounts, injected faults and forced answers. A provider subclass only implements
+``_process(request) -> Answer`` (and ``_init_state`` for its own state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import itertools
+import json
+import random
+import socket
+import struct
+import threading
+import time
+import traceback
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+DEFAULT_USER = "smsgate"
+DEFAULT_PASSWORD = "local-secret"
+DEFAULT_CREDIT = 1000
+
+FAULT_MODES = ("slow", "hang", "drop", "reset", "http_500", "http_503", "garbage")
+_DEFAULT_DELAY = {"slow": 1.0, "hang": 30.0}
+
+_HTML_500 = (
+    "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>"
+    "<body><h1>Internal Server Error</h1><p>The server encountered an internal error and was "
+    "unable to complete your request.</p></body></html>\n"
+)
+_HTML_503 = (
+    "<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>"
+    "<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your "
+    "request. Please try again later.</p></body></html>\n"
+)
+_HTML_GARBAGE = (
+    "<html><head><title>Scheduled maintenance</title></head>"
+    "<body><p>We&#39;ll be right back.</p></body></html>\n"
+)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator received it, and what it answered.
+
+    ``status`` 0 means no answer was sent (``hang``/``drop`` faults); ``body`` then holds the
+    answer the provider computed but never sent. ``fault`` names the fault or special path
+    that produced the answer (``forced``, ``rate_limited``, a fault mode) or is None.
+    """
+
+    method: str
+    path: str
+    fields: dict[str, str]
+    headers: dict[str, str]
+    connection_id: int
+    at: float
+    status: int
+    body: str
+    fault: str | None = None
+
+    def field(self, name: str, default: str | None = None) -> str | None:
+        """A field by name, any case (exact-case match preferred)."""
+        if name in self.fields:
+            return self.fields[name]
+        low = name.lower()
+        for key, value in self.fields.items():
+            if key.lower() == low:
+                return value
+        return default
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One call the simulator made to the application (DLR, MO, keyword, inbox)."""
+
+    kind: str
+    method: str
+    url: str
+    payload: dict[str, str]
+    status: int | None  # None: no HTTP answer (connection error, timeout)
+    body: str
+    error: str | None
+    at: float
+
+
+@dataclass
+class Account:
+    user: str
+    password: str
+    credit: float = DEFAULT_CREDIT
+    opt_outs: set[str] = field(default_factory=set)
+    # Group Texting: keywords this account rents, upper-cased keyword -> KeywordConfig.
+    keywords: dict[str, Any] = field(default_factory=dict)
+    # Group Texting: keyword check answers -2 (below the $5.00 minimum purchase).
+    min_purchase_declined: bool = False
+    # Group Texting: accepted credit purchases and keyword rentals (card data masked).
+    purchases: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Fault:
+    mode: str
+    rate: float = 1.0
+    delay: float = 0.0
+    count: int | None = None
+    fired: int = 0
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@dataclass
+class Request:
+    """What a provider's ``_process`` sees."""
+
+    method: str
+    path: str  # without the query string
+    query_form: dict[str, str]  # query string + urlencoded body, original key case
+    json: dict[str, str]  # fields of a JSON object body, original key case
+    headers: dict[str, str]
+    connection_id: int
+    at: float
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return {**self.query_form, **self.json}
+
+    def lower_fields(self, *, include_json: bool = False) -> dict[str, str]:
+        """Field names folded to lower case (a later duplicate wins, as in PHP)."""
+        source = self.fields if include_json else self.query_form
+        return {k.lower(): v for k, v in source.items()}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def format_number(value: float) -> str:
+    """998 -> '998', 12.5 -> '12.5' (never exponent notation)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def digits_only(number: str) -> str:
+    return "".join(ch for ch in str(number) if ch.isdigit())
+
+
+def _parse_fields(
+    query: str, body: bytes, content_type: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    query_form = dict(
+        urllib.parse.parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
+    )
+    json_fields: dict[str, str] = {}
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if body:
+        if ctype in ("", "application/x-www-form-urlencoded"):
+            text = body.decode("utf-8", "replace")
+            query_form.update(
+                urllib.parse.parse_qsl(
+                    text, keep_blank_values=True, encoding="utf-8", errors="replace"
+                )
+            )
+        elif ctype == "application/json" or ctype.endswith("+json"):
+            try:
+                data = json.loads(body.decode("utf-8", "replace"))
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                for key, value in data.items():
+                    json_fields[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    return query_form, json_fields
+
+
+# --------------------------------------------------------------------------- HTTP layer
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
+    server: _Server
+
+    def setup(self) -> None:
+        self.timeout = self.server.sim.idle_timeout
+        super().setup()
+        self.connection_id = self.server.connection_id(self.request)
+
+    def handle(self) -> None:
+        """Serve requests on this connection; a ``reset`` fault also hits a kept-alive
+        connection, when its next request starts arriving (before reading any of it)."""
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            try:
+                if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                    return  # the client closed the connection
+            except (TimeoutError, OSError):
+                return
+            if self.server.sim._pick_fault(connect=True) is not None:
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                # Drop the file objects' references first, so close() really closes (RST).
+                self.rfile.close()
+                with contextlib.suppress(OSError):
+                    self.wfile.close()
+                self.connection.close()
+                return
+            self.handle_one_request()
+
+    def version_string(self) -> str:
+        return "Apache"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: a test tool logs nothing (no credentials, no phone numbers)."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        n = int(length)
+        if n < 0:
+            raise ValueError("negative Content-Length")
+        return self.rfile.read(n)
+
+    def _dispatch(self) -> None:
+        sim = self.server.sim
+        at = time.time()
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            self._write(Answer(400, "Bad Request"))
+            return
+        split = urllib.parse.urlsplit(self.path)
+        query_form, json_fields = _parse_fields(
+            split.query, body, self.headers.get("Content-Type", "")
+        )
+        req = Request(
+            method=self.command,
+            path=split.path,
+            query_form=query_form,
+            json=json_fields,
+            headers=dict(self.headers.items()),
+            connection_id=self.connection_id,
+            at=at,
+        )
+        answer, linger = sim._serve(req)
+        if answer is None:  # hang / drop: no answer, close the connection
+            if linger:
+                sim._sleep(linger)
+            self.close_connection = True
+            return
+        self._write(answer)
+
+    def _write(self, answer: Answer) -> None:
+        payload = answer.body.encode("utf-8")
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close at once with an RST (SO_LINGER 0), reading nothing."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def unused_url(host: str = "127.0.0.1") -> str:
+    """A URL nothing listens on (connection refused: a failure before any request is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    return f"http://{host}:{port}"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sim: ProviderSim) -> None:
+        self.sim = sim
+        self._ids: dict[socket.socket, int] = {}
+        self._ids_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        conn_id = self.sim._accept()
+        if conn_id is None:  # `reset` fault: close before reading anything, with an RST
+            _reset(request)
+            return
+        with self._ids_lock:
+            self._ids[request] = conn_id
+        super().process_request(request, client_address)
+
+    def connection_id(self, request: socket.socket) -> int:
+        with self._ids_lock:
+            return self._ids.get(request, 0)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._ids_lock:
+            self._ids.pop(request, None)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        with self._ids_lock:
+            socks = list(self._ids)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.sim._note_error(traceback.format_exc())
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+class ProviderSim:
+    """Base of the three provider simulators."""
+
+    name = "provider"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        user: str = DEFAULT_USER,
+        password: str = DEFAULT_PASSWORD,
+        credit: float = DEFAULT_CREDIT,
+        seed: int = 0,
+        idle_timeout: float = 60.0,
+        callback_timeout: float = 60.0,
+        record_limit: int | None = None,
+    ) -> None:
+        self.host = host
+        self.record_limit = record_limit
+        self.port = port
+        self.idle_timeout = idle_timeout
+        self.callback_timeout = callback_timeout
+        self._default_account = (user, password, credit)
+        self._seed = seed
+        self._lock = threading.RLock()
+        self._conn_seq = itertools.count(1)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._generation = 0
+        self._inject_session = self._new_session()
+        self._reset_common()
+        self._init_state()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> ProviderSim:
+        if self._server is not None:
+            return self
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sim-{self.name}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._wake.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_open_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._inject_session.close()
+
+    def reset(self) -> None:
+        """Back to the defaults: requests, connections, accounts, state, faults."""
+        with self._lock:
+            self._wake.set()  # wake any hanging handler of the previous test
+            self._wake = threading.Event()
+            self._generation += 1
+            self._reset_common()
+            self._init_state()
+
+    def _reset_common(self) -> None:
+        # Bounded when record_limit is set (a long-running local stack): oldest dropped first.
+        self._requests: deque[RecordedRequest] = deque(maxlen=self.record_limit)
+        self._callbacks: deque[CallbackRecord] = deque(maxlen=self.record_limit)
+        self._connections = 0
+        self._faults: list[Fault] = []
+        self._forced: list[list[Any]] = []
+        self._rng = random.Random(self._seed)
+        user, password, credit = self._default_account
+        self.default_user = user
+        self._accounts: dict[str, Account] = {user: Account(user, password, credit)}
+        self.errors: list[str] = []
+
+    def _init_state(self) -> None:
+        """Provider state (subclasses)."""
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path_prefix: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self._requests if r.path.startswith(path_prefix)]
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    @property
+    def callbacks(self) -> list[CallbackRecord]:
+        with self._lock:
+            return list(self._callbacks)
+
+    def wait_for_callbacks(self, count: int, timeout: float = 5.0) -> list[CallbackRecord]:
+        """Wait until at least ``count`` callbacks were made; returns them all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.callbacks
+            if len(records) >= count or time.monotonic() >= deadline:
+                return records
+            time.sleep(0.005)
+
+    # ------------------------------------------------------------------ accounts
+
+    def add_account(
+        self, user: str, password: str, credit: float = DEFAULT_CREDIT, **attrs: Any
+    ) -> Account:
+        account = Account(user, password, credit, **attrs)
+        with self._lock:
+            self._accounts[user] = account
+        return account
+
+    def account(self, user: str | None = None) -> Account:
+        with self._lock:
+            return self._accounts[user or self.default_user]
+
+    def opt_out(self, number: str, user: str | None = None) -> None:
+        """Put ``number`` on the account's local opt-out list (default account)."""
+        with self._lock:
+            self.account(user).opt_outs.add(self._normalise_number(number))
+
+    def _normalise_number(self, number: str) -> str:
+        return digits_only(number)
+
+    def _auth(self, user: str | None, password: str | None) -> Account | None:
+        if user is None or password is None:
+            return None
+        account = self._accounts.get(user)
+        if account is None or account.password != password:
+            return None
+        return account
+
+    # ------------------------------------------------------------------ faults
+
+    def set_fault(
+        self,
+        mode: str,
+        rate: float = 1.0,
+        delay: float | None = None,
+        count: int | None = None,
+    ) -> Fault:
+        """Inject a fault. ``delay`` defaults to 1 s for ``slow`` and 30 s for ``hang``.
+
+        Several faults may be active (one per mode; setting a mode again replaces it); the
+        first in insertion order that fires takes the request.
+        """
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; one of {FAULT_MODES}")
+        if delay is None:
+            delay = _DEFAULT_DELAY.get(mode, 0.0)
+        fault = Fault(mode, rate, delay, count)
+        with self._lock:
+            self._faults = [f for f in self._faults if f.mode != mode] + [fault]
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults = []
+            self._forced = []
+
+    def force_answer(self, body: str, status: int = 200, times: int = 1) -> None:
+        """The next ``times`` requests get exactly this answer, unprocessed."""
+        with self._lock:
+            self._forced.append([body, status, times])
+
+    def _pick_fault(self, connect: bool) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if (fault.mode == "reset") != connect:
+                    continue
+                if fault.count is not None and fault.fired >= fault.count:
+                    continue
+                if fault.rate >= 1.0 or self._rng.random() < fault.rate:
+                    fault.fired += 1
+                    return fault
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+
+    # ------------------------------------------------------------------ serving
+
+    def _accept(self) -> int | None:
+        with self._lock:
+            self._connections += 1
+            conn_id = next(self._conn_seq)
+        if self._pick_fault(connect=True) is not None:
+            return None
+        return conn_id
+
+    def _serve(self, req: Request) -> tuple[Answer | None, float]:
+        """Answer one request: (the answer, or None to close unanswered; seconds to hang)."""
+        with self._lock:
+            forced = None
+            if self._forced:
+                forced = self._forced[0]
+                forced[2] -= 1
+                if forced[2] <= 0:
+                    self._forced.pop(0)
+        if forced is not None:
+            answer = Answer(int(forced[1]), str(forced[0]))
+            self._record(req, answer.status, answer.body, "forced")
+            return answer, 0.0
+
+        limited = self._admit(req)
+        if limited is not None:
+            self._record(req, limited.status, limited.body, "rate_limited")
+            return limited, 0.0
+        try:
+            fault = self._pick_fault(connect=False)
+            mode = fault.mode if fault else None
+            if mode in ("http_500", "http_503", "garbage"):
+                answer = {
+                    "http_500": Answer(500, _HTML_500, "text/html; charset=iso-8859-1"),
+                    "http_503": Answer(503, _HTML_503, "text/html; charset=iso-8859-1"),
+                    "garbage": Answer(200, _HTML_GARBAGE, "text/html; charset=UTF-8"),
+                }[mode]
+                self._record(req, answer.status, answer.body, mode)
+                return answer, 0.0
+            if fault is not None and mode == "slow":
+                self._sleep(fault.delay)
+            answer = self._process_safely(req)
+            if fault is not None and mode in ("hang", "drop"):
+                self._record(req, 0, answer.body, mode)
+                return None, fault.delay if mode == "hang" else 0.0
+            self._record(req, answer.status, answer.body, mode)
+            return answer, 0.0
+        finally:
+            self._release(req)
+
+    def _process_safely(self, req: Request) -> Answer:
+        try:
+            return self._process(req)
+        except Exception:
+            self._note_error(traceback.format_exc())
+            return Answer(500, _HTML_500, "text/html; charset=iso-8859-1")
+
+    def _admit(self, req: Request) -> Answer | None:
+        """Rate limiting hook: an answer to refuse the request unprocessed, or None."""
+        return None
+
+    def _release(self, req: Request) -> None:
+        """Called once an admitted request is answered (or failed)."""
+
+    def _process(self, req: Request) -> Answer:
+        return Answer(404, "Not Found")
+
+    def _record(self, req: Request, status: int, body: str, fault: str | None) -> None:
+        record = RecordedRequest(
+            method=req.method,
+            path=req.path,
+            fields=req.fields,
+            headers=req.headers,
+            connection_id=req.connection_id,
+            at=req.at,
+            status=status,
+            body=body,
+            fault=fault,
+        )
+        with self._lock:
+            self._requests.append(record)
+
+    def _note_error(self, text: str) -> None:
+        with self._lock:
+            if len(self.errors) < 100:
+                self.errors.append(text)
+
+    # ------------------------------------------------------------------ calling the app
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # never route the app's local URLs through a proxy
+        return session
+
+    def _call_app(
+        self,
+        kind: str,
+        url: str | None,
+        *,
+        method: str = "GET",
+        params: dict[str, str] | None = None,
+        json_body: dict[str, str] | None = None,
+        session: requests.Session | None = None,
+        generation: int | None = None,
+    ) -> tuple[int | None, str]:
+        """Make one callback; record and return (HTTP status or None, body or error text)."""
+        if not url:
+            raise RuntimeError(f"{self.name}: no URL configured for {kind} callbacks")
+        session = session or self._inject_session
+        payload = dict(params or json_body or {})
+        status: int | None = None
+        body = ""
+        error = None
+        try:
+            if json_body is not None:
+                resp = session.request(method, url, json=json_body, timeout=self.callback_timeout)
+            else:
+                # Spaces as %20, like the seeds' example requests.
+                query = urllib.parse.urlencode(payload, quote_via=urllib.parse.quote)
+                sep = "&" if urllib.parse.urlsplit(url).query else "?"
+                resp = session.request(
+                    method, f"{url}{sep}{query}" if query else url, timeout=self.callback_timeout
+                )
+            status, body = resp.status_code, resp.text
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            body = error
+        with self._lock:
+            if generation is None or generation == self._generation:
+                self._callbacks.append(
+                    CallbackRecord(kind, method, url, payload, status, body, error, time.time())
+                )
+        return status, body
+
+
+_HTML_404 = (
+    '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head><title>404 Not Found'
+    "</title></head><body><h1>Not Found</h1><p>The requested URL was not found on this "
+    "server.</p></body></html>\n"
+)
+
+
+def not_found() -> Answer:
+    return Answer(404, _HTML_404, "text/html; charset=iso-8859-1")
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message a Club Texting / Group Texting simulator accepted (answered 1)."""
+
+    user: str
+    phonenumber: str
+    subject: str
+    message: str
+    express: bool
+    at: float
+
+
+class InboundSim(ProviderSim):
+    """Club Texting / Group Texting: keyword submissions and inbox replies, pushed by GET."""
+
+    def __init__(
+        self,
+        *args: Any,
+        keyword_url: str | None = None,
+        inbox_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._default_urls = (keyword_url, inbox_url)
+        super().__init__(*args, **kwargs)
+
+    def _reset_common(self) -> None:
+        super()._reset_common()
+        self.keyword_url, self.inbox_url = self._default_urls
+        self._messages: deque[SentMessage] = deque(maxlen=self.record_limit)
+
+    @property
+    def messages(self) -> list[SentMessage]:
+        with self._lock:
+            return list(self._messages)
+
+    def _normalise_number(self, number: str) -> str:
+        digits = digits_only(number)
+        if len(digits) == 11 and digits.startswith("1"):
+            digits = digits[1:]
+        return digits
+
+    def inject_keyword(
+        self, phone: str = "5554443333", message: str = "PIZZA"
+    ) -> tuple[int | None, str]:
+        """A keyword submission: GET keyword_url?PhoneNumber=..&Message=..; (status, body)."""
+        return self._call_app(
+            "keyword", self.keyword_url, params={"PhoneNumber": phone, "Message": message}
+        )
+
+    def inject_inbox(
+        self, from_: str = "5554443333", message: str = "hi", key_case: str = "lower"
+    ) -> tuple[int | None, str]:
+        """An inbox reply: GET inbox_url?from=..&message=.. (``key_case="title"``: From/Message)."""
+        if key_case not in ("lower", "title"):
+            raise ValueError("key_case is 'lower' or 'title'")
+        keys = ("from", "message") if key_case == "lower" else ("From", "Message")
+        return self._call_app("inbox", self.inbox_url, params={keys[0]: from_, keys[1]: message})
