@@ -79,6 +79,8 @@ def _clear_caches() -> None:
     config.settings.cache_clear()
     wiring.store.cache_clear()
     wiring.send_service.cache_clear()
+    wiring.callback_service.cache_clear()
+    wiring.credit_service.cache_clear()
     parameters.clear_caches()
 
 
@@ -115,3 +117,18 @@ class LambdaContext:
         import time
 
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@pytest.fixture
+def log_stream() -> Iterator[Any]:
+    """What smsgate logs during the test. Powertools' Logger binds its stream when created,
+    so capsys cannot see it: point its handlers at a buffer instead."""
+    import io
+
+    from smsgate.observability import logger
+
+    buffer = io.StringIO()
+    saved = [(h, h.setStream(buffer)) for h in logger.handlers if hasattr(h, "setStream")]
+    yield buffer
+    for handler, stream in saved:
+        handler.setStream(stream)

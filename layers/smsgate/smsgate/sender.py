@@ -21,11 +21,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
 
 from . import commercial
+from .clients import ClientPool
 from .config import Settings
 from .observability import count, logger, mask
 from .phones import TEST_NUMBER, InvalidNumber, to_e164
 from .providers import PROVIDERS, OutboundSms, Outcome, OutcomeKind, ProviderClient, RuleViolation
-from .providers.base import Category, ProviderError, Transport
+from .providers.base import Category, ProviderError
 from .status import FINAL, Status
 from .store import Store, now_iso
 
@@ -149,7 +150,7 @@ class SendService:
         self._sqs, self._scheduler = sqs, scheduler
         self.clock = clock
         self.max_receive_count = max_receive_count
-        self._clients: dict[tuple[str, str, str], ProviderClient] = {}
+        self.clients = ClientPool(settings, credentials)
 
     # --- collaborators, built once per warm process ------------------------------------
 
@@ -170,24 +171,7 @@ class SendService:
         return self._scheduler
 
     def client(self, provider: str) -> ProviderClient | None:
-        """The provider's client, or None when the secret has no credentials for it. One
-        client (so one kept-alive connection) per provider and credentials per process."""
-        entry = self.credentials().get(provider)
-        if not isinstance(entry, Mapping) or not entry.get("user") or not entry.get("pass"):
-            return None
-        key = (provider, str(entry["user"]), str(entry["pass"]))
-        client = self._clients.get(key)
-        if client is None:
-            for old in [k for k in self._clients if k[0] == provider]:
-                self._clients.pop(old).transport.close()
-            transport = Transport(
-                self.settings.provider_urls[provider],
-                connect_timeout=self.settings.connect_timeout,
-                read_timeout=self.settings.read_timeout,
-            )
-            client = PROVIDERS[provider](transport.base_url, key[1], key[2], transport)
-            self._clients[key] = client
-        return client
+        return self.clients.get(provider)
 
     @property
     def slowest_call_ms(self) -> int:

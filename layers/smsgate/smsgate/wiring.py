@@ -56,3 +56,12 @@ def callback_service() -> Any:
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
     return CallbackService(store(), keyword_replies, config.help_text)
+
+
+@lru_cache(maxsize=1)
+def credit_service() -> Any:
+    from .clients import ClientPool
+    from .credit import CreditService
+
+    config = settings()
+    return CreditService(ClientPool(config, lambda: provider_credentials(config)))
