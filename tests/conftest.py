@@ -56,7 +56,7 @@ def aws() -> Iterator[None]:
 def stack(aws: None, sims: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The template's resources in moto, the simulators as providers, and the functions'
     environment in os.environ; process-wide caches start empty."""
-    from stack import build_stack
+    from smsgate_local.stack import build_stack
 
     urls = {
         name: sims.by_name[name].url for name in ("clubtexting", "grouptexting", "textinghouse")

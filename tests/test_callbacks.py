@@ -18,7 +18,8 @@ import requests
 from conftest import CALLBACK_TOKEN, LambdaContext, load_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stack import load_template, resources_of_type
+
+from smsgate_local.stack import load_template, resources_of_type
 
 ROUTES_SPEC = {
     ("GET", "/hooks/{token}/clubtexting/keyword"),

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.stack import (
+from smsgate_local.stack import (
     ROOT,
     build_stack,
     function_env,

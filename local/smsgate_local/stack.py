@@ -34,7 +34,7 @@ import yaml
 
 REGION = "us-east-1"
 PARTITION = "aws"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # local/smsgate_local/stack.py -> repository
 FUNCTION_TYPE = "AWS::Serverless::Function"
 
 __all__ = [
