@@ -630,3 +630,28 @@ def test_sample_event_is_a_real_sqs_event(stack: Any, sims: Any, send: Any) -> N
     response = send(event, LambdaContext())
     assert response == {"batchItemFailures": []}
     assert len(sends(sims, "textinghouse")) + len(sends(sims, "grouptexting")) == 2
+
+
+def test_failed_sends_are_counted_by_reason(stack: Any, sims: Any, send: Any, capsys: Any) -> None:
+    from smsgate import wiring
+
+    wiring.store().add_opt_out(FR, how="STOP")
+    bodies = [
+        {"id": "x1", "to": FR, "text": "hi"},
+        {"id": "x2", "to": US, "text": "x" * 131, "provider": "clubtexting"},
+        {"id": "x3", "to": US, "text": "hi", "provider": "grouptexting"},
+        "not json",
+    ]
+    sims.grouptexting.force_answer("-106")
+    run(stack, send, bodies)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    reasons = {
+        (m.get("Provider"), m["Reason"]) for m in lines if "MessagesFailed" in m and "Reason" in m
+    }
+    assert reasons == {
+        ("textinghouse", "opted_out"),
+        ("clubtexting", "rule"),
+        ("grouptexting", "provider_refused"),
+    }
+    total = next(m for m in lines if "MessagesFailed" in m and "Provider" not in m)
+    assert total["MessagesFailed"] == [4.0]

@@ -16,16 +16,17 @@ SERVICE = "smsgate"
 
 logger = Logger(service=SERVICE)
 
-_counts: Counter[tuple[str, str]] = Counter()
+_counts: Counter[tuple[str, str, str]] = Counter()
 _lock = threading.Lock()
 
 __all__ = ["NAMESPACE", "count", "flush_metrics", "gauge", "logger", "mask"]
 
 
-def count(name: str, provider: str = "", value: int = 1) -> None:
-    """Count an event; the counts of one invocation go out together in `flush_metrics`."""
+def count(name: str, provider: str = "", value: int = 1, reason: str = "") -> None:
+    """Count an event; the counts of one invocation go out together in `flush_metrics`.
+    `reason` (a small, fixed vocabulary) adds a per-provider-and-reason figure."""
     with _lock:
-        _counts[(name, provider)] += value
+        _counts[(name, provider, reason)] += value
 
 
 def gauge(name: str, value: float, provider: str = "") -> None:
@@ -40,15 +41,20 @@ def flush_metrics() -> None:
         pending = list(_counts.items())
         _counts.clear()
     totals: Counter[str] = Counter()
-    for (name, provider), value in pending:
+    per_provider: Counter[tuple[str, str]] = Counter()
+    for (name, provider, reason), value in pending:
         totals[name] += value
         if provider:
-            _emit(name, value, provider, MetricUnit.Count)
+            per_provider[(name, provider)] += value
+        if provider and reason:
+            _emit(name, value, provider, MetricUnit.Count, reason)
+    for (name, provider), value in per_provider.items():
+        _emit(name, value, provider, MetricUnit.Count)
     for name, value in totals.items():
         _emit(name, value, "", MetricUnit.Count)
 
 
-def _emit(name: str, value: float, provider: str, unit: MetricUnit) -> None:
+def _emit(name: str, value: float, provider: str, unit: MetricUnit, reason: str = "") -> None:
     with single_metric(
         name=name,
         unit=unit,
@@ -58,3 +64,5 @@ def _emit(name: str, value: float, provider: str, unit: MetricUnit) -> None:
     ) as metric:
         if provider:
             metric.add_dimension(name="Provider", value=provider)
+        if reason:
+            metric.add_dimension(name="Reason", value=reason)

@@ -399,7 +399,7 @@ class SendService:
             lease=lease,
             extra_history=queued,
         )
-        count("MessagesFailed", item.provider)
+        count("MessagesFailed", item.provider, reason=failure_reason(code))
         logger.info(
             "message failed",
             extra={
@@ -423,7 +423,7 @@ class SendService:
             attrs={"error_code": "invalid_body", "error": bad.reason},
             create={"direction": "out", "provider": bad.provider, "created_at": now_iso()},
         )
-        count("MessagesFailed", bad.provider or "")
+        count("MessagesFailed", bad.provider or "", reason="invalid_body")
         logger.warning(
             "invalid message body",
             extra={"message_id": bad.id, "reason": bad.reason, "recorded": created},
@@ -549,6 +549,15 @@ class SendService:
                 ReceiptHandle=receipt_handle,
                 VisibilityTimeout=max(0, min(delay, MAX_VISIBILITY)),
             )
+
+
+def failure_reason(code: str) -> str:
+    """The `Reason` dimension of MessagesFailed: a few fixed values, never the raw code."""
+    if code.startswith("rule:"):
+        return "rule"
+    if code in ("opted_out", "provider_not_configured", "invalid_body", "cancelled"):
+        return code
+    return "provider_refused"
 
 
 def backoff(minimum: int, receive_count: int) -> int:
