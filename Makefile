@@ -12,7 +12,7 @@ SAM := $(SAM_VENV)/bin/sam
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
 # Source folders that exist (ruff fails on a missing path).
-PY_DIRS := $(wildcard layers functions sim local tests benchmarks)
+PY_DIRS := $(wildcard layers functions sim local cli tests benchmarks)
 
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -24,7 +24,7 @@ TEST_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
 	AWS_EC2_METADATA_DISABLED=true
 PYTEST_ARGS ?=
 
-.PHONY: install lint test build format clean
+.PHONY: install lint test build format clean run demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,3 +59,13 @@ clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -path ./.tools -prune -o -name __pycache__ -type d -print0 \
 		| xargs -0 rm -rf
+
+# The whole gateway on 127.0.0.1 (moto server, simulators, local API, poller, schedules,
+# alarms); Ctrl-C stops it. RUN_ARGS e.g. "--fast", "--no-view", "--demo", "--moto-port 5000".
+RUN_ARGS ?=
+run: $(VENV)/.installed
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(PY) -m smsgate_local run $(RUN_ARGS)
+
+# Demo traffic against the running `make run` (or a stack started for it), with a summary.
+demo: $(VENV)/.installed
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(PY) -m smsgate_local demo $(RUN_ARGS)

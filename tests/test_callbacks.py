@@ -412,7 +412,7 @@ def test_shuffled_duplicated_receipts_end_in_the_highest_status(
 # --- bad input: 4xx, nothing changes -------------------------------------------------------
 
 BAD = [
-    ("dlr not json", "POST", "/textinghouse/dlr", "{not json", 422),
+    ("dlr not json", "POST", "/textinghouse/dlr", "{not json", 400),
     ("dlr array", "POST", "/textinghouse/dlr", "[1,2]", 422),
     ("dlr no status", "POST", "/textinghouse/dlr", {"apimsgid": "a", "climsgid": "b"}, 422),
     ("dlr status word", "POST", "/textinghouse/dlr", {"climsgid": "b", "status": "done"}, 422),

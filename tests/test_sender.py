@@ -472,6 +472,19 @@ def test_connect_failure_is_retried(
 # --- never lost ----------------------------------------------------------------------------
 
 
+def test_a_retried_message_once_sent_keeps_no_stale_error(stack: Any, sims: Any, send: Any) -> None:
+    url, arn = queue(stack)
+    sims.textinghouse.force_answer("ERR: 300 | Error processing request")
+    send_bodies(url, [{"id": "s1", "to": FR, "text": "hello"}])
+    event = receive_event(url, arn)
+    assert send(event, LambdaContext())["batchItemFailures"]
+    assert message(stack, "s1")["error_code"] == "300"
+    assert send(event, LambdaContext()) == {"batchItemFailures": []}  # the redelivery
+    record = message(stack, "s1")
+    assert record["status"] == "sent"
+    assert "error_code" not in record and "error" not in record
+
+
 def test_flood_is_retried_after_ten_seconds(stack: Any, sims: Any, send: Any) -> None:
     url, arn = queue(stack)
     send_bodies(

@@ -61,6 +61,7 @@ FUNCTION_ENV = {
     },
     "CallbacksFunction": {"KEYWORD_REPLIES_PARAMETER", "HELP_TEXT"},
     "CreditCheckFunction": set(),
+    "ReconcileFunction": {"RECONCILE_AFTER_MINUTES", "RECONCILE_DEADLINE_HOURS"},
 }
 
 
@@ -169,7 +170,7 @@ def test_tables_keys_follow_design(template: dict[str, Any]) -> None:
         assert p["BillingMode"] == "PAY_PER_REQUEST", lid
 
     gsis = {g["IndexName"]: g for g in props(template, "MessagesTable")["GlobalSecondaryIndexes"]}
-    assert set(gsis) == {"ByProviderMessageId"}
+    assert set(gsis) == {"ByProviderMessageId", "ByPendingStatus"}  # tests/test_operations.py
     gsi = gsis["ByProviderMessageId"]
     assert key_schema(gsi["KeySchema"]) == [("provider_message_id", "HASH"), ("provider", "RANGE")]
     assert gsi["Projection"] == {"ProjectionType": "ALL"}

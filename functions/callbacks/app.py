@@ -6,7 +6,9 @@ routing or parsing, so a forged request gets 403 and touches nothing.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -25,6 +27,34 @@ Digits = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) e
 
 app = APIGatewayRestResolver(enable_validation=True)
 
+_REFUSALS: dict[int, Any] = {
+    400: {
+        "description": "Missing or unreadable field",
+        "content": {TEXT: {"schema": {"type": "string"}}},
+    },
+    403: {"description": "Wrong callback token", "content": {TEXT: {"schema": {"type": "string"}}}},
+    413: {"description": "Body too large", "content": {TEXT: {"schema": {"type": "string"}}}},
+}
+TEXT_REPLY: dict[int, Any] = {
+    200: {
+        "description": "The reply texted back to the sender (may be empty)",
+        "content": {TEXT: {"schema": {"type": "string"}}},
+    },
+    **_REFUSALS,
+}
+JSON_REPLY: dict[int, Any] = {
+    200: {
+        "description": "Taken: applied, ignored (duplicate or late), unmatched, stored",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"result": {"type": "string"}}}
+            }
+        },
+    },
+    **_REFUSALS,
+    415: {"description": "Not JSON", "content": {TEXT: {"schema": {"type": "string"}}}},
+}
+
 
 class DeliveryReceipt(BaseModel):
     """TextingHouse's status callback (seeds/002 §4.5)."""
@@ -32,7 +62,7 @@ class DeliveryReceipt(BaseModel):
     model_config = ConfigDict(extra="ignore")
     apimsgid: str = Field(default="", max_length=64)
     climsgid: str = Field(default="", max_length=64)
-    status: Annotated[Digits, Field(pattern=r"^\d{1,3}$")]
+    status: Annotated[Digits, Field(pattern=r"^[0-9]{1,3}$")]
 
 
 class InboundMessage(BaseModel):
@@ -41,7 +71,7 @@ class InboundMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     apimsgid: str = Field(default="", max_length=64)
     climsgid: str = Field(default="", max_length=64)
-    sender: Annotated[Digits, Field(alias="from", pattern=r"^\+?\d{3,20}$")]
+    sender: Annotated[Digits, Field(alias="from", pattern=r"^\+?[0-9]{3,20}$")]
     txt: str = Field(max_length=1600)
     date: str = Field(default="", max_length=40)
 
@@ -64,7 +94,11 @@ def _inbound(provider: str, kind: str) -> Response[str]:
 
 # Query parameters are read case-insensitively (`from`/`From`); they are declared here for
 # the OpenAPI document in the spelling each provider's document uses.
-@app.get("/hooks/<token>/clubtexting/keyword", summary="Club Texting keyword submission")
+@app.get(
+    "/hooks/<token>/clubtexting/keyword",
+    summary="Club Texting keyword submission",
+    responses=TEXT_REPLY,
+)
 def clubtexting_keyword(
     token: str,
     phone: Annotated[str | None, Query(alias="PhoneNumber", max_length=20)] = None,
@@ -73,7 +107,11 @@ def clubtexting_keyword(
     return _inbound("clubtexting", "keyword")
 
 
-@app.get("/hooks/<token>/clubtexting/inbox", summary="Club Texting inbox forwarding")
+@app.get(
+    "/hooks/<token>/clubtexting/inbox",
+    summary="Club Texting inbox forwarding",
+    responses=TEXT_REPLY,
+)
 def clubtexting_inbox(
     token: str,
     sender: Annotated[str | None, Query(alias="from", max_length=20)] = None,
@@ -82,7 +120,11 @@ def clubtexting_inbox(
     return _inbound("clubtexting", "inbox")
 
 
-@app.get("/hooks/<token>/grouptexting/keyword", summary="Group Texting keyword submission")
+@app.get(
+    "/hooks/<token>/grouptexting/keyword",
+    summary="Group Texting keyword submission",
+    responses=TEXT_REPLY,
+)
 def grouptexting_keyword(
     token: str,
     phone: Annotated[str | None, Query(alias="PhoneNumber", max_length=20)] = None,
@@ -91,7 +133,9 @@ def grouptexting_keyword(
     return _inbound("grouptexting", "keyword")
 
 
-@app.get("/hooks/<token>/grouptexting/inbox", summary="Group Texting inbox reply")
+@app.get(
+    "/hooks/<token>/grouptexting/inbox", summary="Group Texting inbox reply", responses=TEXT_REPLY
+)
 def grouptexting_inbox(
     token: str,
     sender: Annotated[str | None, Query(alias="from", max_length=20)] = None,
@@ -100,12 +144,16 @@ def grouptexting_inbox(
     return _inbound("grouptexting", "inbox")
 
 
-@app.post("/hooks/<token>/textinghouse/dlr", summary="TextingHouse delivery receipt")
+@app.post(
+    "/hooks/<token>/textinghouse/dlr", summary="TextingHouse delivery receipt", responses=JSON_REPLY
+)
 def textinghouse_dlr(token: str, receipt: Annotated[DeliveryReceipt, Body()]) -> dict[str, str]:
     return {"result": callback_service().dlr(receipt.model_dump())}
 
 
-@app.post("/hooks/<token>/textinghouse/mo", summary="TextingHouse inbound message")
+@app.post(
+    "/hooks/<token>/textinghouse/mo", summary="TextingHouse inbound message", responses=JSON_REPLY
+)
 def textinghouse_mo(token: str, message: Annotated[InboundMessage, Body()]) -> dict[str, str]:
     stored = callback_service().mo(message.model_dump(by_alias=True))
     return {"result": "stored" if stored else "duplicate"}
@@ -117,13 +165,49 @@ def _token_ok(event: dict[str, Any]) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+def _refuse(status: int, reason: str) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": TEXT}, "body": reason}
+
+
+def _json_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Read a POST body as TextingHouse sends it (JSON, UTF-8) before the router sees it, so
+    every unreadable body is a 4xx: an undecodable, too deep or otherwise unparsable body
+    would make Powertools' own parsing raise (a 502). Returns a refusal, or None when fine."""
+    raw = event.get("body") or ""
+    try:
+        data = (
+            base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode()
+        )
+        text = data.decode("utf-8")
+    except (ValueError, UnicodeError):
+        return _refuse(400, "bad request: body is not UTF-8 text")
+    if len(data) > MAX_BODY:
+        return _refuse(413, "body too large")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "application/json").lower()
+    if not content_type.startswith("application/json"):
+        return _refuse(415, "unsupported media type: send application/json")
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return _refuse(400, "bad request: body is not JSON")
+    event["body"], event["isBase64Encoded"] = text, False
+    event["headers"] = {**(event.get("headers") or {}), "Content-Type": "application/json"}
+    event["multiValueHeaders"] = None  # the single-value headers above are the request's
+    return None
+
+
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not _token_ok(event):
         logger.warning("callback with a wrong token refused", extra={"path": event.get("resource")})
-        return {"statusCode": 403, "headers": {"Content-Type": TEXT}, "body": "forbidden"}
-    if len((event.get("body") or "").encode()) > MAX_BODY:
-        return {"statusCode": 413, "headers": {"Content-Type": TEXT}, "body": "body too large"}
+        return _refuse(403, "forbidden")
+    if event.get("httpMethod") == "POST":
+        refusal = _json_body(event)
+        if refusal is not None:
+            return refusal
+    elif len((event.get("body") or "").encode()) > MAX_BODY:
+        return _refuse(413, "body too large")
     try:
         return app.resolve(event, context)
     finally:

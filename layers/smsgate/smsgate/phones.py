@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import phonenumbers
 
+ASCII_DIGITS = frozenset("0123456789")
 TEST_NUMBER = "999"  # TextingHouse's free test number: not E.164, accepted for TextingHouse only
 
 
@@ -40,7 +41,7 @@ def from_provider(raw: str, kind: str) -> str:
     """A number a provider sent us, as E.164: `us10` (Club/Group Texting: 10 US digits) or
     `intl` (TextingHouse: international digits). Only the shape is checked — it is the
     provider's word for who texted, and a strict validity check would drop real messages."""
-    digits = "".join(ch for ch in raw if ch.isdigit())
+    digits = "".join(ch for ch in raw if ch in ASCII_DIGITS)  # never "²" or Arabic-Indic
     if kind == "us10" and len(digits) == 10:
         return "+1" + digits
     if kind == "us10" and len(digits) == 11 and digits.startswith("1"):

@@ -253,7 +253,6 @@ class SendService:
                 "provider_message_id": outcome.provider_message_id,
                 "segments": segments,
                 "sent_at": now_iso(),
-                "error_code": None,
             }
             if not self.store.advance(
                 item.id,
@@ -263,6 +262,7 @@ class SendService:
                 attrs=facts,
                 lease=lease,
                 extra_history=queued,
+                clear=("error_code", "error"),
             ):
                 # A receipt got there first (status is already past `sent`): keep the facts.
                 self.store.set_attrs(
@@ -317,6 +317,7 @@ class SendService:
                     attrs={"segments": segments, "sent_at": now_iso()},
                     lease=lease,
                     extra_history=history,
+                    clear=("error_code", "error"),
                 )
                 count("MessagesSent", item.provider)
                 return Done(lookup.status.value, lookup.code)

@@ -18,13 +18,17 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .status import Status, ranks_below
+from .status import FINAL, Status, ranks_below
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 BATCH_GET_LIMIT = 100
 PROVIDER_ID_INDEX = "ByProviderMessageId"  # template.yaml: MessagesTable's receipt index
+PENDING_INDEX = "ByPendingStatus"  # template.yaml: MessagesTable's reconciliation index
 CLAIMABLE = (Status.QUEUED.value, Status.SCHEDULED.value)
+# Statuses that wait for an outcome: while a message holds one, `pending` (= the status) and
+# `pending_at` put it in the sparse reconciliation index; a final status takes it out.
+WAITING = frozenset({Status.SENT, Status.UNKNOWN})
 
 
 def now_iso(moment: datetime | None = None) -> str:
@@ -156,17 +160,30 @@ class Store:
         create: Mapping[str, Any] | None = None,
         extra_history: Iterable[tuple[Status, str, str]] = (),
         expect_provider: str | None = None,
+        reconcile: bool = True,
+        clear: Iterable[str] = (),
     ) -> bool:
         """Move `message_id` to `new` if that is a step forward; append the change to history.
 
-        `lease` also releases the sender's lease; `create` makes the record when the id is new
-        (a message that fails before it was ever claimed). Returns False, writing nothing, when
-        the change is not accepted (duplicate, late or regressing).
+        `lease` also releases the sender's lease; `clear` removes attributes that no longer
+        hold (a retry's error once the message is sent); `create` makes the record when the id
+        is new (a message that fails before it was ever claimed). Returns False, writing
+        nothing, when the change is not accepted (duplicate, late or regressing).
+
+        A waiting status (sent, unknown) enters the reconciliation index (`pending`,
+        `pending_at`); a final one leaves it, and so does a waiting one with `reconcile=False`
+        (the reconciliation has given up on it; a late receipt still settles it).
         """
         at = now_iso()
         attrs = {**(attrs or {}), "status": new.value, "status_at": at, "updated_at": at}
         if lease is not None:
             attrs["lease"] = ""
+        removes: list[str] = []
+        if new in WAITING and reconcile:
+            attrs.update({"pending": new.value, "pending_at": at})
+        elif new in WAITING or new in FINAL:
+            removes = ["pending", "pending_at"]
+        removes += [k for k in clear if k not in attrs]  # e.g. a retry's error, once sent
         allowed = ranks_below(new)
         values: dict[str, Any] = {f":a{i}": s for i, s in enumerate(allowed)}
         values.update({f":{k}": v for k, v in attrs.items() if v is not None})
@@ -185,6 +202,7 @@ class Store:
             if expect_provider is not None:  # a receipt only ever moves its provider's message
                 names["#provider"], values[":expect"] = "provider", expect_provider
                 condition += " AND #provider = :expect"
+        names.update({f"#{k}": k for k in removes})
         history = [
             *((s, when, src) for s, when, src in extra_history),
             (new, at, source),
@@ -194,7 +212,9 @@ class Store:
                 "Update": {
                     "TableName": self.messages,
                     "Key": {"id": {"S": message_id}},
-                    "UpdateExpression": "SET " + ", ".join(sets),
+                    "UpdateExpression": "SET "
+                    + ", ".join(sets)
+                    + (" REMOVE " + ", ".join(f"#{k}" for k in removes) if removes else ""),
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": to_item(values),
@@ -217,6 +237,82 @@ class Store:
                 reasons = exc.response.get("CancellationReasons") or []
                 if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons:
                     return False
+            raise
+        return True
+
+    # --- reconciliation (messages waiting in sent / unknown) ------------------------------
+
+    def pending_page(
+        self,
+        status: Status,
+        before: str,
+        limit: int,
+        start: Mapping[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page (at most `limit` items, oldest first) of the messages waiting in `status`
+        since before `before`: a Query on the sparse reconciliation index, never a scan.
+        Returns the items (the index's attributes) and the key to continue from, if any."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.messages,
+            "IndexName": PENDING_INDEX,
+            "KeyConditionExpression": "#pending = :status AND #pending_at < :before",
+            "ExpressionAttributeNames": {"#pending": "pending", "#pending_at": "pending_at"},
+            "ExpressionAttributeValues": to_item({":status": status.value, ":before": before}),
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = dict(start)
+        page = self.db.query(**kwargs)
+        items = [from_item(i) for i in page.get("Items", [])]
+        return items, page.get("LastEvaluatedKey")
+
+    def recheck_later(self, message_id: str, status: Status, at: str) -> bool:
+        """Keep a waiting message in the reconciliation index with its turn moved to `at`
+        (it comes back once `at` is old enough). False when it no longer waits in `status`."""
+        return self._update_waiting(
+            message_id, status, "SET #pending_at = :at, #reconciled_at = :at", {":at": at}
+        )
+
+    def stop_reconciling(self, message_id: str, status: Status, attrs: Mapping[str, Any]) -> bool:
+        """Take a message that keeps its waiting `status` out of the reconciliation index,
+        recording `attrs` (e.g. the reason). No status change, so no history item. False when
+        it no longer waits in `status` (a receipt settled it meanwhile)."""
+        values = {f":{k}": v for k, v in attrs.items() if v is not None}
+        sets = ", ".join(f"#{k} = :{k}" for k in attrs if attrs[k] is not None)
+        return self._update_waiting(
+            message_id,
+            status,
+            (f"SET {sets} " if sets else "") + "REMOVE #pending, #pending_at",
+            values,
+            {f"#{k}": k for k in attrs if attrs[k] is not None},
+        )
+
+    def _update_waiting(
+        self,
+        message_id: str,
+        status: Status,
+        expression: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+    ) -> bool:
+        all_names = {"#status": "status", "#pending": "pending", **(names or {})}
+        if "#pending_at" in expression:
+            all_names["#pending_at"] = "pending_at"
+        if "#reconciled_at" in expression:
+            all_names["#reconciled_at"] = "reconciled_at"
+        try:
+            self.db.update_item(
+                TableName=self.messages,
+                Key={"id": {"S": message_id}},
+                UpdateExpression=expression,
+                ConditionExpression="#status = :waiting AND #pending = :waiting",
+                ExpressionAttributeNames=all_names,
+                ExpressionAttributeValues=to_item({":waiting": status.value, **values}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
             raise
         return True
 

@@ -65,3 +65,16 @@ def credit_service() -> Any:
 
     config = settings()
     return CreditService(ClientPool(config, lambda: provider_credentials(config)))
+
+
+@lru_cache(maxsize=1)
+def reconcile_service() -> Any:
+    from .clients import ClientPool
+    from .reconcile import ReconcileService, ReconcileSettings
+
+    config = settings()
+    return ReconcileService(
+        store(),
+        ClientPool(config, lambda: provider_credentials(config)),
+        ReconcileSettings.from_env(),
+    )

@@ -1,0 +1,263 @@
+"""`smsgate`: drive a local or deployed smsgate stack.
+
+Exit codes: 0 done, 1 failed (the stack or a provider said no, or some rows were rejected),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from . import commands
+from .config import ConfigProblem, resolve
+from .context import Context, Failure
+
+PROVIDER_NAMES = ("clubtexting", "grouptexting", "textinghouse")
+STATUSES = ("queued", "scheduled", "sent", "unknown", "delivered", "undelivered", "failed",
+            "received")  # fmt: skip
+
+DESCRIPTION = """\
+Drive an smsgate stack: send messages, follow their status, manage opt-outs, provider credit
+and Group Texting keywords, and check the configuration.
+
+Which stack: --config PATH (a stack.json), --stack NAME (a deployed CloudFormation stack's
+outputs, with your normal AWS credentials and --profile/--region), --local (the local stack's
+.local/stack.json, written by `make run`; the default when that file exists), else the
+functions' environment variables (MESSAGES_TABLE, STATUS_TABLE, ...)."""
+
+EPILOG = "Exit codes: 0 done, 1 failed, 2 usage or configuration error."
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 2 with the usage line (argparse's default), never a traceback."""
+
+
+def _globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The global options, accepted before or after the command."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("stack and output")
+    g.add_argument(
+        "--local",
+        action="store_true",
+        default=default(False),
+        help="use the local stack's .local/stack.json (default when it exists)",
+    )
+    g.add_argument(
+        "--stack",
+        metavar="NAME",
+        default=default(None),
+        help="a deployed CloudFormation stack: read its outputs",
+    )
+    g.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default(None),
+        help="a stack.json file (the local stack's format)",
+    )
+    g.add_argument("--region", default=default(None), help="AWS region")
+    g.add_argument("--profile", default=default(None), help="AWS profile (credentials)")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable JSON on stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="smsgate",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _globals(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _globals(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_: str, func: Callable[..., int], **kw: Any) -> Parser:
+        p = sub.add_parser(name, help=help_, description=kw.pop("description", help_),
+                           parents=[common], epilog=EPILOG, **kw)  # fmt: skip
+        p.set_defaults(func=func)
+        return p  # type: ignore[return-value]
+
+    # send
+    p = command(
+        "send",
+        "put a message (or a CSV of numbers) on the send queue",
+        commands.cmd_send,
+        description=(
+            "Validate a message against the queue contract (DESIGN.md 2.1), put the number in "
+            "E.164 and put it on the send queue; prints the message id (generated unless --id). "
+            "With --file, every row of a CSV is a message: a header naming a number column "
+            "(to, phone, number) and optionally text, id, provider, subject, sender columns, or "
+            "no header and the number in the first column. Bad rows are reported and the others "
+            "sent; the exit code is 1 when any row was rejected."
+        ),
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", help="recipient (E.164, or 10 US digits)")
+    target.add_argument("--file", metavar="CSV", help="bulk: one message per CSV row")
+    p.add_argument("--text", help="message text (required unless the CSV has a text column)")
+    p.add_argument("--provider", choices=PROVIDER_NAMES, help="default: the stack's")
+    p.add_argument("--id", help="message id (1-32 of A-Za-z0-9_-): the idempotency key")
+    p.add_argument("--subject", help="Club Texting / Group Texting subject")
+    p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
+    p.add_argument("--commercial", action="store_true", help="TextingHouse commercial message")
+    p.add_argument("--sender", help="TextingHouse sender id")
+
+    p = command("status", "a message and its status history", commands.cmd_status)
+    p.add_argument("id", metavar="ID", help="message id")
+
+    p = command(
+        "messages",
+        "recent messages (text never shown, only its length)",
+        commands.cmd_messages,
+        description=(
+            "Recent messages, newest first, filtered by status, provider and direction. The "
+            "text is never shown, only its length. This SCANS the messages table (reading up to "
+            "--max-scan items, then sorting by creation time): fine for an operator, costly on "
+            "a big table."
+        ),
+    )
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--provider", choices=PROVIDER_NAMES)
+    p.add_argument("--direction", choices=("in", "out"))
+    p.add_argument("--limit", type=_positive, default=20, help="rows to show (default 20)")
+    p.add_argument(
+        "--max-scan",
+        type=_positive,
+        default=commands.MAX_SCAN_DEFAULT,
+        help=f"stop scanning after this many items (default {commands.MAX_SCAN_DEFAULT})",
+    )
+
+    p = command("optouts", "list, add or remove opted-out numbers", commands.cmd_optouts)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="every opted-out number (a table scan)", parents=[common])
+    for action, help_ in (("add", "opt a number out (how: manual)"),
+                          ("remove", "opt a number back in")):  # fmt: skip
+        a = actions.add_parser(action, help=help_, description=help_, parents=[common])
+        a.add_argument("phone", metavar="PHONE", help="E.164, or 10 US digits")
+
+    command(
+        "credits",
+        "credit balance of each configured provider with a balance API",
+        commands.cmd_credits,
+    )
+
+    p = command(
+        "keywords",
+        "Group Texting keywords: check, rent (card from a prompt or stdin) or set up",
+        commands.cmd_keywords,
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("check", help="is the keyword free to rent", parents=[common])
+    a.add_argument("keyword", metavar="KW")
+    a = actions.add_parser(
+        "rent",
+        help="rent a keyword",
+        description=(
+            "Rent a keyword. Card details come from an interactive prompt (number and code "
+            "hidden), or from stdin as a JSON object with first_name, last_name, address, city, "
+            "state, zip, country, type, number, code, exp_month, exp_year. Never an argument."
+        ),
+        parents=[common],
+    )
+    a.add_argument("keyword", metavar="KW")
+    a = actions.add_parser("setup", help="configure a rented keyword", parents=[common])
+    a.add_argument("keyword", metavar="KW")
+    a.add_argument("--group", help="group subscribers join")
+    a.add_argument("--autoreply", help="auto-reply text")
+    a.add_argument("--email", help="forward messages to this e-mail")
+    a.add_argument("--url", help="forward messages to this URL")
+
+    p = command(
+        "buy-credits",
+        "buy Group Texting credits (card from a prompt or stdin)",
+        commands.cmd_buy_credits,
+        description=(
+            "Buy Group Texting credits. Card details come from an interactive prompt (number "
+            "and code hidden), or from stdin as a JSON object with first_name, last_name, "
+            "address, city, state, zip, country, type, number, code, exp_month, exp_year. "
+            "They are never an argument and never printed or logged."
+        ),
+    )
+    p.add_argument("--credits", type=_positive, required=True, metavar="N")
+
+    command(
+        "doctor",
+        "check the configuration: tables, queues, secret, providers (OK/FAIL each)",
+        commands.cmd_doctor,
+    )
+    return parser
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return number
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    sink = commands.Out(json=args.json, out=out, err=err)
+    try:
+        target = resolve(
+            config=args.config,
+            stack=args.stack,
+            local=args.local,
+            region=args.region,
+            profile=args.profile,
+        )
+        return int(args.func(args, Context(target), sink))
+    except ConfigProblem as exc:
+        return _fail(sink, str(exc), 2)
+    except Failure as exc:
+        return _fail(sink, str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail(sink, "interrupted", 130)
+    except Exception as exc:  # AWS and network errors: one clear line, no traceback
+        return _fail(sink, _aws_reason(exc), 1)
+
+
+def _aws_reason(exc: BaseException) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        e = exc.response.get("Error", {})
+        op = getattr(exc, "operation_name", "")
+        return f"{op}: {e.get('Code', 'error')}: {e.get('Message', '')}".strip()
+    if isinstance(exc, BotoCoreError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(sink: commands.Out, message: str, code: int) -> int:
+    sink.note(f"smsgate: error: {message}")
+    if sink.json:
+        sink.out.write(commands.to_json({"ok": False, "error": message}) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

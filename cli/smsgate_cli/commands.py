@@ -1,0 +1,524 @@
+"""The commands. Each takes the parsed arguments, the stack's Context and an Out, and returns
+the exit code (0 done, 1 failed)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from smsgate.phones import TEST_NUMBER, InvalidNumber, to_e164
+from smsgate.providers import GroupTexting, ProviderError, RuleViolation
+from smsgate.sender import QueueMessage
+from smsgate.store import from_item, to_item
+
+from . import cards
+from .context import Context, Failure, patiently
+from .output import Progress, pairs, plain, table, to_json
+
+SQS_BATCH = 10
+MAX_SCAN_DEFAULT = 10_000
+
+
+@dataclass
+class Out:
+    """Where results go: a table or lines for people, one JSON document with --json."""
+
+    json: bool
+    out: TextIO
+    err: TextIO
+
+    def emit(self, data: Any, human: Callable[[], None]) -> None:
+        if self.json:
+            self.out.write(to_json(data) + "\n")
+        else:
+            human()
+
+    def note(self, text: str) -> None:
+        self.err.write(text + "\n")
+
+
+# --------------------------------------------------------------------------- send
+
+
+def _summarise(exc: ValidationError) -> str:
+    """Pydantic's errors without the input values (they may hold the text or the number)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
+
+
+def build_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """A queue body (DESIGN.md §2.1) from the given fields: validated with QueueMessage, the
+    number in E.164, an id generated when none is given (so a resend is never a second SMS)."""
+    body = {k: v for k, v in fields.items() if v is not None and v != ""}
+    body.setdefault("id", uuid.uuid4().hex)
+    try:
+        message = QueueMessage.model_validate(body)
+    except ValidationError as exc:
+        raise Failure(f"invalid message: {_summarise(exc)}") from None
+    if not (message.to == TEST_NUMBER and message.provider == "textinghouse"):
+        try:
+            body["to"] = to_e164(message.to)
+        except InvalidNumber as exc:
+            raise Failure(f"invalid number: {exc}") from None
+    return body
+
+
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "text": args.text,
+        "provider": args.provider,
+        "subject": args.subject,
+        "express": True if args.express else None,
+        "commercial": True if args.commercial else None,
+        "sender": args.sender,
+    }
+
+
+def cmd_send(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    if args.file:
+        return _send_file(args, ctx, out)
+    body = build_body({"to": args.to, "id": args.id, **_fields(args)})
+    ctx.client("sqs").send_message(
+        QueueUrl=ctx.target.send_queue_url, MessageBody=to_json_compact(body)
+    )
+    out.emit(
+        {"id": body["id"], "to": body["to"], "queued": True},
+        lambda: out.out.write(body["id"] + "\n"),
+    )
+    return 0
+
+
+def to_json_compact(body: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+NUMBER_COLUMNS = ("to", "phone", "number", "phonenumber", "mobile")
+ROW_FIELDS = ("text", "id", "provider", "subject", "sender")
+
+
+def _rows(path: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, fields) per data row: a header naming a number column (and optionally text, id,
+    provider, subject, sender), or no header and the number in the first column."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            lines = list(csv.reader(fh))
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not lines:
+        return
+    header = [h.strip().lower() for h in lines[0]]
+    number_col = next((header.index(c) for c in NUMBER_COLUMNS if c in header), None)
+    if number_col is None:
+        for line, row in enumerate(lines, start=1):
+            if row and any(c.strip() for c in row):
+                yield line, {"to": row[0].strip()}
+        return
+    for line, row in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        fields = {"to": row[number_col].strip() if number_col < len(row) else ""}
+        for name in ROW_FIELDS:
+            if name in header and header.index(name) < len(row):
+                value = row[header.index(name)]
+                if value.strip():
+                    fields[name] = value
+        yield line, fields
+
+
+def _send_file(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    if args.id:
+        raise Failure("--id names one message: with --file, give ids in an id column")
+    common = _fields(args)
+    bodies: list[tuple[int, dict[str, Any]]] = []
+    problems: list[dict[str, Any]] = []
+    for line, row in _rows(args.file):
+        try:
+            fields = {**common, **{k: v for k, v in row.items() if v}}
+            if not fields.get("text"):
+                raise Failure("no text (give --text or a text column)")
+            bodies.append((line, build_body(fields)))
+        except Failure as exc:
+            problems.append({"line": line, "error": str(exc)})
+    sent: list[dict[str, Any]] = []
+    progress = Progress(len(bodies) + len(problems), out.err, None if not out.json else False)
+    progress.advance(len(problems))
+    sqs = ctx.client("sqs")
+    for start in range(0, len(bodies), SQS_BATCH):
+        chunk = bodies[start : start + SQS_BATCH]
+        entries = [
+            {"Id": str(i), "MessageBody": to_json_compact(body)}
+            for i, (_, body) in enumerate(chunk)
+        ]
+        try:
+            answer = sqs.send_message_batch(QueueUrl=ctx.target.send_queue_url, Entries=entries)
+        except Exception as exc:  # the whole chunk failed; report its rows and go on
+            answer = {"Failed": [{"Id": e["Id"], "Message": str(exc)} for e in entries]}
+        failed = {
+            f["Id"]: f.get("Message") or f.get("Code", "failed") for f in answer.get("Failed", [])
+        }
+        for i, (line, body) in enumerate(chunk):
+            if str(i) in failed:
+                problems.append({"line": line, "error": f"not queued: {failed[str(i)]}"})
+            else:
+                sent.append({"line": line, "id": body["id"], "to": body["to"]})
+        progress.advance(len(chunk))
+    progress.close()
+    problems.sort(key=lambda p: p["line"])
+
+    def human() -> None:
+        if sent:
+            table(["line", "id", "to"], ([s["line"], s["id"], s["to"]] for s in sent), out.out)
+        for p in problems:
+            out.note(f"{args.file}:{p['line']}: {p['error']}")
+        out.note(f"{len(sent)} queued, {len(problems)} rejected")
+
+    out.emit({"queued": sent, "rejected": problems}, human)
+    return 1 if problems else 0
+
+
+# --------------------------------------------------------------------------- status, messages
+
+
+def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
+    at = str(entry.get("at", ""))
+    return {
+        "at": at.split("#", 1)[0],
+        "status": entry.get("status", ""),
+        "source": entry.get("source", ""),
+        "raw": entry.get("raw"),
+    }
+
+
+HIDDEN = frozenset({"lease", "lease_until"})
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    message = ctx.store.get_message(args.id)
+    if message is None:
+        raise Failure(f"no message {args.id!r}")
+    shown = {k: v for k, v in message.items() if k not in HIDDEN}
+    history = [_history_row(h) for h in ctx.store.history(args.id)]
+
+    def human() -> None:
+        first = ["id", "status", "direction", "provider", "to", "from", "created_at"]
+        keys = [k for k in first if k in shown] + sorted(k for k in shown if k not in first)
+        pairs(((k, shown[k]) for k in keys), out.out)
+        out.out.write("\nhistory:\n")
+        table(
+            ["at", "status", "source", "raw"],
+            ([h["at"], h["status"], h["source"], h["raw"]] for h in history),
+            out.out,
+        )
+
+    out.emit(plain({"message": shown, "history": history}), human)
+    return 0
+
+
+def cmd_messages(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    filters, values, names = [], {}, {}
+    for attr in ("status", "provider", "direction"):
+        value = getattr(args, attr)
+        if value:
+            filters.append(f"#{attr} = :{attr}")
+            names[f"#{attr}"], values[f":{attr}"] = attr, value
+    kwargs: dict[str, Any] = {"TableName": ctx.target.messages_table}
+    if filters:
+        kwargs.update(
+            FilterExpression=" AND ".join(filters),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
+    items: list[dict[str, Any]] = []
+    scanned, truncated = 0, False
+    db = ctx.client("dynamodb")
+    while True:
+        page = db.scan(**kwargs)
+        scanned += page.get("ScannedCount", 0)
+        items.extend(from_item(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        if scanned >= args.max_scan:
+            truncated = True
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items.sort(key=lambda m: str(m.get("created_at", "")), reverse=True)
+    rows = []
+    for m in items[: args.limit]:
+        text = m.get("text")
+        rows.append(
+            {
+                "id": m.get("id"),
+                "direction": m.get("direction"),
+                "provider": m.get("provider"),
+                "status": m.get("status"),
+                "number": m.get("to") if m.get("direction") != "in" else m.get("from"),
+                "text_length": len(text) if isinstance(text, str) else None,
+                "created_at": m.get("created_at"),
+                "error_code": m.get("error_code"),
+                "error": m.get("error"),
+            }
+        )
+
+    def human() -> None:
+        cols = ["id", "direction", "provider", "status", "number", "text_length", "created_at"]
+        heads = ["id", "dir", "provider", "status", "number", "len", "created", "error"]
+        table(
+            heads,
+            ([r[c] for c in cols] + [r["error_code"] or ""] for r in rows),
+            out.out,
+        )
+        if truncated:
+            out.note(f"stopped after scanning {scanned} items (--max-scan): the list may miss some")
+
+    out.emit(plain({"messages": rows, "scanned": scanned, "truncated": truncated}), human)
+    return 0
+
+
+# --------------------------------------------------------------------------- opt-outs
+
+
+def _e164(raw: str) -> str:
+    try:
+        return to_e164(raw)
+    except InvalidNumber as exc:
+        raise Failure(f"invalid number: {exc}") from None
+
+
+def cmd_optouts(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    if args.action == "add":
+        phone = _e164(args.phone)
+        ctx.store.add_opt_out(phone, "manual")
+        out.emit({"phone": phone, "opted_out": True}, lambda: out.out.write(f"{phone} opted out\n"))
+        return 0
+    if args.action == "remove":
+        phone = _e164(args.phone)
+        if not ctx.store.remove_opt_out(phone):
+            raise Failure(f"{phone} was not on the opt-out list")
+        out.emit(
+            {"phone": phone, "opted_out": False},
+            lambda: out.out.write(f"{phone} removed from the opt-out list\n"),
+        )
+        return 0
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": ctx.target.optouts_table}
+    db = ctx.client("dynamodb")
+    while True:
+        page = db.scan(**kwargs)
+        items.extend(from_item(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items.sort(key=lambda i: str(i.get("since", "")))
+    rows = [{k: i.get(k) for k in ("phone", "since", "how", "provider")} for i in items]
+    out.emit(
+        plain({"optouts": rows}),
+        lambda: table(
+            ["phone", "since", "how", "provider"],
+            ([r["phone"], r["since"], r["how"], r["provider"]] for r in rows),
+            out.out,
+        ),
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- providers
+
+
+def _provider_error(exc: ProviderError | RuleViolation) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def cmd_credits(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    from smsgate.providers import PROVIDERS
+
+    rows, failed = [], False
+    for name in PROVIDERS:
+        row: dict[str, Any] = {"provider": name, "balance": None, "state": ""}
+        if name not in ctx.configured_providers():
+            row["state"] = "not configured"
+        elif not PROVIDERS[name].has_balance:
+            row["state"] = "no balance API"
+        else:
+            try:
+                row["balance"] = patiently(ctx.provider(name).balance)
+                row["state"] = "ok"
+            except (ProviderError, Failure) as exc:
+                row["state"], failed = f"FAIL: {exc}", True
+        rows.append(row)
+    out.emit(
+        {"credits": rows},
+        lambda: table(
+            ["provider", "balance", "state"],
+            ([r["provider"], _num(r["balance"]), r["state"]] for r in rows),
+            out.out,
+        ),
+    )
+    return 1 if failed else 0
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def _grouptexting(ctx: Context) -> GroupTexting:
+    client = ctx.provider("grouptexting")
+    assert isinstance(client, GroupTexting)
+    return client
+
+
+def cmd_keywords(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    keyword = args.keyword
+    try:
+        if args.action == "check":
+            client = _grouptexting(ctx)
+            free = patiently(lambda: client.check_keyword(keyword))
+            out.emit(
+                {"keyword": keyword, "available": free},
+                lambda: out.out.write(f"{keyword}: {'available' if free else 'not available'}\n"),
+            )
+            return 0
+        if args.action == "rent":
+            client = _grouptexting(ctx)
+            card = cards.read_card(out.err)
+            patiently(lambda: client.rent_keyword(card, keyword))
+            out.emit(
+                {"keyword": keyword, "rented": True},
+                lambda: out.out.write(f"{keyword}: rented\n"),
+            )
+            return 0
+        options = {
+            "group": args.group,
+            "autoreply": args.autoreply,
+            "email": args.email,
+            "url": args.url,
+        }
+        client = _grouptexting(ctx)
+        patiently(lambda: client.setup_keyword(keyword, **options))
+        changed = {k: v for k, v in options.items() if v is not None}
+        out.emit(
+            {"keyword": keyword, "updated": changed},
+            lambda: out.out.write(
+                f"{keyword}: updated ({', '.join(changed) or 'nothing changed'})\n"
+            ),
+        )
+        return 0
+    except (ProviderError, RuleViolation) as exc:
+        raise Failure(f"keyword {args.action}: {_provider_error(exc)}") from None
+
+
+def cmd_buy_credits(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    if args.credits <= 0:
+        raise Failure("--credits must be a positive number")
+    client = _grouptexting(ctx)
+    card = cards.read_card(out.err)
+    try:
+        patiently(lambda: client.buy_credits(card, args.credits))
+    except (ProviderError, RuleViolation) as exc:
+        raise Failure(f"buy credits: {_provider_error(exc)}") from None
+    out.emit(
+        {"provider": "grouptexting", "credits": args.credits, "bought": True},
+        lambda: out.out.write(f"bought {args.credits} credits from grouptexting\n"),
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _tcp(url: str, timeout: float = 3.0) -> None:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not parts.hostname:
+        raise OSError(f"no host in {url!r}")
+    with socket.create_connection((parts.hostname, port), timeout=timeout):
+        pass
+
+
+def cmd_doctor(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    from smsgate.providers import PROVIDERS
+
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, probe: Callable[[], str]) -> None:
+        try:
+            detail, ok = probe(), True
+        except Exception as exc:
+            detail, ok = _reason(exc), False
+        checks.append({"check": name, "ok": ok, "detail": detail})
+
+    t = ctx.target
+    checks.append({"check": "configuration", "ok": True, "detail": t.source})
+    db, sqs = ctx.client("dynamodb"), ctx.client("sqs")
+    for label, table_name in (
+        ("messages table", t.messages_table),
+        ("status table", t.status_table),
+        ("opt-outs table", t.optouts_table),
+    ):
+        check(
+            label,
+            lambda n=table_name: f"{n} ({db.describe_table(TableName=n)['Table']['TableStatus']})",
+        )
+    check("send queue", lambda: _queue(sqs, t.send_queue_url))
+    if t.dlq_url:
+        check("dead-letter queue", lambda: _queue(sqs, t.dlq_url))
+    secret_ok = True
+
+    def probe_secret() -> str:
+        nonlocal secret_ok
+        try:
+            names = ctx.configured_providers()
+        except Exception:
+            secret_ok = False
+            raise
+        return "providers: " + (", ".join(names) or "none")
+
+    check("provider secret", probe_secret)
+    if secret_ok:
+        for name in ctx.configured_providers():
+            url = t.provider_urls[name]
+
+            def probe(name: str = name, url: str = url) -> str:
+                if PROVIDERS[name].has_balance:
+                    return f"{url} balance {patiently(ctx.provider(name).balance):g}"
+                _tcp(url)
+                return f"{url} reachable (TCP)"
+
+            check(f"provider {name}", probe)
+    failed = [c for c in checks if not c["ok"]]
+
+    def human() -> None:
+        for c in checks:
+            out.out.write(f"{'OK  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}\n")
+
+    out.emit({"ok": not failed, "checks": checks}, human)
+    return 1 if failed else 0
+
+
+def _queue(sqs: Any, url: str) -> str:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"
+    ]
+    return f"{url} ({attrs.get('ApproximateNumberOfMessages', '?')} waiting)"
+
+
+def _reason(exc: BaseException) -> str:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+    return str(exc) or type(exc).__name__

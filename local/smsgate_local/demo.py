@@ -1,0 +1,268 @@
+"""`make demo`: demo traffic through the running local stack, ending with a table of what
+happened to each item (expected vs actual); False when anything is not as expected.
+
+It talks to the stack only as a user would (SQS, DynamoDB, SSM, CloudWatch in moto; the
+simulators' callbacks) plus the stack's control endpoint for what only the simulators can do
+(an inbound message, a keyword, a credit balance falling)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+FINAL = {"delivered", "undelivered", "failed"}
+KEYWORD, KEYWORD_REPLY = "PIZZA", "Pizza night! 2 for 1 until 10pm. Reply STOP to opt out."
+
+
+def attach_or_none(state_file: Path) -> dict[str, Any] | None:
+    """stack.json of a running stack, or None (no file, or its control endpoint is gone)."""
+    try:
+        info = json.loads(state_file.read_text(encoding="utf-8"))
+        requests.get(f"{info['control_url']}/alarms", timeout=2).raise_for_status()
+        return dict(info)
+    except (OSError, ValueError, KeyError, requests.RequestException):
+        return None
+
+
+def _clients(info: dict[str, Any]) -> Callable[[str], Any]:
+    import boto3
+
+    session = boto3.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto
+        region_name=info.get("region", "us-east-1"),
+    )
+    cache: dict[str, Any] = {}
+
+    def client(name: str) -> Any:
+        if name not in cache:
+            cache[name] = session.client(name, endpoint_url=info["endpoint_url"])
+        return cache[name]
+
+    return client
+
+
+def run_demo(info: dict[str, Any], out: IO[str], timeout: float = 30.0) -> bool:
+    http = requests.Session()
+    http.trust_env = False
+    try:
+        return _run_demo(info, out, timeout, http)
+    finally:
+        http.close()
+
+
+def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests.Session) -> bool:
+    started = time.monotonic()
+    client = _clients(info)
+    control = info["control_url"]
+
+    def ctl(path: str, **body: Any) -> Any:
+        answer = http.post(f"{control}{path}", json=body, timeout=60)
+        answer.raise_for_status()
+        return answer.json()
+
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    run = f"{int(time.time()) % 100000:05d}{random.randint(0, 99):02d}"
+    rnd = random.Random(run)
+
+    def us() -> str:
+        return f"+1212555{rnd.randint(1000, 9999)}"
+
+    def fr() -> str:
+        return f"+33612{rnd.randint(100_000, 999_999)}"
+
+    rows: list[tuple[str, str, str, str]] = []  # (what, detail, expected, actual)
+
+    # 1. keyword replies, then the inbound STOP (it must land before the send to that number)
+    name = info["keyword_replies_parameter"]
+    try:
+        replies = json.loads(client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
+    except (ValueError, KeyError):
+        replies = {}
+    replies = {**(replies if isinstance(replies, dict) else {}), KEYWORD: KEYWORD_REPLY}
+    client("ssm").put_parameter(
+        Name=name,
+        Value=json.dumps(replies),
+        Type="String",
+        Overwrite=True,
+    )
+    ctl("/refresh-parameters")  # the callbacks function caches the replies for 60 s
+    stopper = fr()
+    say(f"inbound STOP from {stopper[:5]}****{stopper[-3:]} through the TextingHouse simulator")
+    mo = ctl("/inject", provider="textinghouse", kind="mo", from_=stopper.lstrip("+"), txt="STOP")
+    opted = "Item" in client("dynamodb").get_item(
+        TableName=info["optouts_table"], Key={"phone": {"S": stopper}}, ConsistentRead=True
+    )
+    rows.append(
+        (
+            "inbound STOP",
+            f"MO answered HTTP {mo['status']}",
+            "opted out",
+            "opted out" if opted else "not opted out",
+        )
+    )
+
+    # 2. the messages
+    messages = [
+        (
+            "Club Texting",
+            {
+                "to": us(),
+                "text": f"Hello from smsgate via Club Texting {run}",
+                "provider": "clubtexting",
+            },
+            "sent",
+            None,
+        ),
+        (
+            "Group Texting",
+            {
+                "to": us(),
+                "text": f"Hello from smsgate via Group Texting {run}",
+                "provider": "grouptexting",
+            },
+            "sent",
+            None,
+        ),
+        (
+            "TextingHouse",
+            {
+                "to": fr(),
+                "text": f"Bonjour de smsgate via TextingHouse {run}",
+                "provider": "textinghouse",
+            },
+            "delivered",
+            None,
+        ),
+        (
+            "TextingHouse test 999",
+            {"to": "999", "text": f"smsgate test message {run}", "provider": "textinghouse"},
+            "delivered",
+            None,
+        ),
+        (
+            "invalid number",
+            {"to": "12", "text": f"never sent {run}", "provider": "textinghouse"},
+            "failed",
+            None,
+        ),
+        (
+            "opted-out number",
+            {"to": stopper, "text": f"you will not get this {run}", "provider": "textinghouse"},
+            "failed",
+            "opted_out",
+        ),
+    ]
+    ids = []
+    for n, (_label, body, _expected, _code) in enumerate(messages):
+        body = {"id": f"demo-{run}-{n}", **body}
+        ids.append(body["id"])
+        client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
+    say(f"{len(messages)} messages queued on {info['send_queue_url']}")
+
+    # 3. a keyword with its auto-reply, through the Club Texting simulator
+    kw = ctl("/inject", provider="clubtexting", kind="keyword", phone=us()[2:], message=KEYWORD)
+    rows_kw = (
+        "keyword " + KEYWORD,
+        f"HTTP {kw['status']}, reply {kw['body']!r}",
+        KEYWORD_REPLY,
+        kw["body"],
+    )
+
+    # 4. wait for each message's expected state
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mid in ids:
+            item = (
+                client("dynamodb")
+                .get_item(
+                    TableName=info["messages_table"], Key={"id": {"S": mid}}, ConsistentRead=True
+                )
+                .get("Item")
+            )
+            if item:
+                found[mid] = {k: next(iter(v.values())) for k, v in item.items()}
+        if all(
+            found.get(mid, {}).get("status") == exp
+            for mid, (_l, _b, exp, _c) in zip(ids, messages, strict=True)
+        ):
+            break
+        time.sleep(0.3)
+    for mid, (label, _body, expected, code) in zip(ids, messages, strict=True):
+        item = found.get(mid, {})
+        actual = str(item.get("status", "not recorded"))
+        detail = mid
+        if item.get("error_code"):
+            detail += f" ({item['error_code']}: {str(item.get('error', ''))[:40]})"
+        exp = expected + (f" ({code})" if code else "")
+        act = actual + (f" ({item.get('error_code')})" if code else "")
+        rows.append((label, detail, exp, act))
+    rows.append(rows_kw)
+
+    # 5. TextingHouse credit falls below its alarm threshold
+    cw = client("cloudwatch")
+    credit_alarms = [
+        a
+        for a in cw.describe_alarms(AlarmNames=list(info.get("alarms", [])))["MetricAlarms"]
+        if a.get("MetricName") == "CreditBalance"
+        and {"Name": "Provider", "Value": "textinghouse"} in a.get("Dimensions", [])
+    ]
+    if not credit_alarms:
+        rows.append(
+            ("low credit alarm", "no CreditBalance alarm for textinghouse", "ALARM", "no alarm")
+        )
+    else:
+        alarm = credit_alarms[0]
+        ctl("/credit", provider="textinghouse", credit=1)
+        say("TextingHouse simulator credit set to 1; running the credit check")
+        ctl("/run", function="CreditCheckFunction")
+        state = "?"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ctl("/evaluate")
+            state = cw.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"][0][
+                "StateValue"
+            ]
+            if state == "ALARM":
+                break
+            time.sleep(0.5)
+        ctl("/credit", provider="textinghouse", credit=1000)
+        ctl("/run", function="CreditCheckFunction")
+        rows.append(
+            (
+                "low credit alarm",
+                f"{alarm['AlarmName']} (< {alarm['Threshold']:g}); credit restored",
+                "ALARM",
+                state,
+            )
+        )
+
+    # 6. the summary
+    ok = all(exp == act for _w, _d, exp, act in rows)
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    width = [
+        max(w, len(h)) for w, h in zip(width, ("what", "detail", "expected", "actual"), strict=True)
+    ]
+    width[2] = min(width[2], 40)
+    width[3] = min(width[3], 40)
+    say("")
+    say(f"{'what':<{width[0]}}  {'expected':<{width[2]}}  {'actual':<{width[3]}}  ok  detail")
+    for what, detail, exp, act in rows:
+        mark = "ok" if exp == act else "NO"
+        say(f"{what:<{width[0]}}  {exp[:40]:<{width[2]}}  {act[:40]:<{width[3]}}  {mark}  {detail}")
+    say("")
+    say(
+        f"demo {'passed' if ok else 'FAILED'}: {sum(e == a for _w, _d, e, a in rows)}/{len(rows)} "
+        f"as expected in {time.monotonic() - started:.1f} s"
+    )
+    return ok

@@ -1,0 +1,701 @@
+"""`make run`: the whole gateway on one machine, in one process, on 127.0.0.1 only.
+
+moto server (AWS, with the template's resources), the three provider simulators, the local
+API Gateway for the callbacks function, Lambda's SQS event source for the send function, the
+scheduled functions and held-message schedules, EMF metrics into moto CloudWatch with the
+template's alarms evaluated, a small control endpoint (for `make demo`), a live view, and
+`.local/stack.json` with every endpoint. Ctrl-C / SIGTERM stops all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from .stack import ROOT, Stack, _Resolver, build_stack, load_template, resources_of_type
+
+log = logging.getLogger("smsgate_local")
+
+PROVIDERS = ("clubtexting", "grouptexting", "textinghouse")
+DEFAULT_PORTS = {
+    "moto": 4566,
+    "api": 3000,
+    "control": 8700,
+    "clubtexting": 8701,
+    "grouptexting": 8702,
+    "textinghouse": 8703,
+}
+SIM_USER, SIM_PASS = "smsgate", "local-secret"
+# Local low-credit alarms, used only while the template defines none on CreditBalance.
+LOCAL_CREDIT_PROVIDERS = ("grouptexting", "textinghouse")
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    prefix: str = "smsgate-local"
+    state_dir: Path = ROOT / ".local"
+    fast: bool = False
+    fast_interval: float = 3.0  # scheduled functions, with --fast
+    alarm_interval: float = 10.0  # alarm evaluation (2 s with --fast)
+    fast_alarm_period: float = 6.0  # with --fast, every alarm Period is at most this
+    credit_threshold: float = 100.0  # local low-credit alarms (template has none)
+    view: bool = True
+    write_state: bool = True
+    dlr_delay: float = 0.2
+    callback_token: str | None = None
+
+
+class LocalStack:
+    """``LocalStack(Options(...)).start()`` ... ``.stop()``; ``.info`` is stack.json."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.o = options or Options()
+        self.info: dict[str, Any] = {}
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._threads_stop = threading.Event()
+        self.events: list[str] = []  # alarm changes etc., shown by the view
+        self.lock = threading.Lock()
+        self._api_ready = threading.Event()
+        self.functions: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _on_stop(self, name: str, fn: Callable[[], None]) -> None:
+        self._stops.append((name, fn))
+
+    def _start(self) -> None:
+        o = self.o
+        o.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = o.state_dir / "smsgate.log"
+        self.log_file: IO[str] = open(self.log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._on_stop("log file", self.log_file.close)
+        handler = logging.StreamHandler(self.log_file)
+        handler.setFormatter(
+            logging.Formatter(
+                '{"timestamp":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+                '"message":%(message_json)s}'
+            )
+        )
+        handler.addFilter(_json_message)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        self._on_stop("logging", lambda: log.removeHandler(handler))
+
+        # AWS: everything talks to moto server, with dummy credentials
+        self._saved_env = dict(os.environ)
+        self._on_stop("environment", self._restore_env)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_DEFAULT_PROFILE", None)
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+        from .runtime import MotoServer
+
+        moto = MotoServer(o.host, o.ports.get("moto", 4566))
+        endpoint = moto.start()
+        self._on_stop("moto server", moto.stop)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        log.info("moto server on %s", endpoint)
+
+        import boto3
+
+        session = boto3.Session(region_name="us-east-1")
+        self.clients: dict[str, Any] = {}
+
+        def client(service: str) -> Any:
+            if service not in self.clients:
+                self.clients[service] = session.client(service, endpoint_url=endpoint)
+            return self.clients[service]
+
+        self.client = client
+        self._on_stop("AWS clients", lambda: [c.close() for c in self.clients.values()])
+
+        # the local API Gateway first (the simulators need its URL), its handler set later
+        from .apigw import LocalRestApi
+
+        template = load_template()
+        self.template = template
+        routes: list[tuple[str, str, str]] = []  # (method, path, function logical id)
+        for lid, res in resources_of_type(template, "AWS::Serverless::Function").items():
+            for ev in (res.get("Properties", {}).get("Events") or {}).values():
+                if ev.get("Type") == "Api":
+                    p = ev.get("Properties", {})
+                    routes.append((str(p["Method"]).upper(), str(p["Path"]), lid))
+        self.routes = routes
+        self._route_fn = {(m, p): lid for m, p, lid in routes}
+        self.api = LocalRestApi(self._dispatch_api, [(m, p) for m, p, _ in routes])
+        api_url = self.api.start(o.host, o.ports.get("api", 3000))
+        self._on_stop("local API", self.api.stop)
+        token = o.callback_token or secrets.token_hex(16)
+        hooks = f"{api_url}/hooks/{token}"
+
+        from smsgate_sim import Simulators
+
+        self.sims = Simulators.start(
+            o.host,
+            ports={n: o.ports.get(n, 0) for n in PROVIDERS},
+            dlr_url=f"{hooks}/textinghouse/dlr",
+            mo_url=f"{hooks}/textinghouse/mo",
+            ct_keyword_url=f"{hooks}/clubtexting/keyword",
+            ct_inbox_url=f"{hooks}/clubtexting/inbox",
+            gt_keyword_url=f"{hooks}/grouptexting/keyword",
+            gt_inbox_url=f"{hooks}/grouptexting/inbox",
+            dlr_delay=o.dlr_delay,
+            record_limit=10_000,
+        )
+        self._on_stop("simulators", self.sims.stop)
+
+        # the template's resources in moto
+        creds = {"user": SIM_USER, "pass": SIM_PASS}
+        secret = {p: dict(creds) for p in PROVIDERS} | {"callback_token": token}
+        stack = build_stack(secret, self.sims.urls, prefix=o.prefix, endpoint_url=endpoint)
+        self.stack: Stack = stack
+        os.environ.update(stack.env)
+        os.environ.setdefault("PROVIDER_CONNECT_TIMEOUT", "2")
+        os.environ.setdefault("PROVIDER_READ_TIMEOUT", "5")
+
+        # metrics: Powertools' EMF prints into the store (and moto CloudWatch)
+        from .metrics import AlarmEvaluator, MetricStore, capture_emf
+
+        self.metrics = MetricStore()
+        self._on_stop("EMF capture", capture_emf(self.metrics))
+
+        # the functions, loaded as Lambda loads them, their logs into the log file
+        _clear_smsgate_caches()
+        self._on_stop("smsgate caches", _clear_smsgate_caches)
+        from smsgate.observability import logger as fn_logger
+
+        saved = [
+            (h, h.setStream(self.log_file)) for h in fn_logger.handlers if hasattr(h, "setStream")
+        ]
+        self._on_stop("function logs", lambda: [h.setStream(s) for h, s in saved])
+
+        from .runtime import Scheduler, SqsPoller, load_functions
+
+        refs = dict(stack.refs)
+        for lid in template["Resources"]:
+            refs.setdefault(lid, f"{o.prefix}-{lid}")  # functions, API: their physical names
+        self.resolver = _Resolver(template, refs, stack.attrs)
+        self.functions = load_functions(template, self.resolver.resolve, o.prefix)
+        self._api_ready.set()
+
+        # Lambda's SQS event sources
+        url_by_arn = {stack.queue_arns[k]: stack.queues[k] for k in stack.queues}
+        self.pollers: list[SqsPoller] = []
+        for fn in self.functions.values():
+            for ev in fn.events.values():
+                if ev.get("Type") != "SQS":
+                    continue
+                p = ev["Properties"]
+                url = url_by_arn.get(str(p.get("Queue")))
+                if url is None:
+                    continue
+                poller = SqsPoller(
+                    client("sqs"),
+                    fn,
+                    url,
+                    str(p["Queue"]),
+                    batch_size=int(p.get("BatchSize", 10)),
+                    window=float(p.get("MaximumBatchingWindowInSeconds", 0)),
+                )
+                poller.start()
+                self._on_stop(f"poller {fn.logical_id}", poller.stop)
+                self.pollers.append(poller)
+
+        # schedules
+        hold_group = next(iter(stack.schedule_groups.values()), None)
+        self.scheduler = Scheduler(
+            self.functions,
+            fast=o.fast_interval if o.fast else None,
+            scheduler_client=client("scheduler"),
+            sqs=client("sqs"),
+            hold_group=hold_group,
+            queue_urls_by_arn=url_by_arn,
+        )
+        self.scheduler.start()
+        self._on_stop("scheduler", self.scheduler.stop)
+
+        # alarms
+        alarms = self._alarm_defs()
+        for alarm in alarms:
+            client("cloudwatch").put_metric_alarm(**alarm.put_kwargs())
+        self.evaluator = AlarmEvaluator(
+            alarms,
+            self.metrics,
+            client("cloudwatch"),
+            client("sns"),
+            self._alarm_changed,
+            period_cap=o.fast_alarm_period if o.fast else None,
+        )
+        metrics_thread = threading.Thread(target=self._metrics_loop, name="metrics", daemon=True)
+        metrics_thread.start()
+        self._on_stop("metrics", lambda: (self._threads_stop.set(), metrics_thread.join(10)))
+
+        # control endpoint (the demo, the tests)
+        self.control = _ControlServer(self, o.host, o.ports.get("control", 0))
+        self._on_stop("control", self.control.stop)
+
+        self.info = {
+            "endpoint_url": endpoint,
+            "region": "us-east-1",
+            "stack_name": o.prefix,
+            "send_queue_url": stack.queues.get("SendQueue", ""),
+            "send_queue_arn": stack.queue_arns.get("SendQueue", ""),
+            "dlq_url": stack.queues.get("SendDeadLetterQueue", ""),
+            "messages_table": stack.tables.get("MessagesTable", ""),
+            "status_table": stack.tables.get("StatusTable", ""),
+            "optouts_table": stack.tables.get("OptOutsTable", ""),
+            "secret_arn": stack.secret_arn,
+            "keyword_replies_parameter": stack.parameters.get("KeywordRepliesParameter", ""),
+            "alarm_topic_arn": next(iter(stack.topics.values()), ""),
+            "api_url": api_url,
+            "callback_token": token,
+            "callback_urls": {
+                f"{m} {p}": f"{api_url}{p.replace('{token}', token)}" for m, p, _ in routes
+            },
+            "simulators": self.sims.urls,
+            "control_url": self.control.url,
+            "alarms": [a.name for a in alarms],
+            "log_file": str(self.log_path),
+            "pid": os.getpid(),
+        }
+        if o.write_state:
+            self.state_path = o.state_dir / "stack.json"
+            self.state_path.write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
+            self._on_stop("stack.json", lambda: self.state_path.unlink(missing_ok=True))
+        log.info(
+            "local stack up: %s",
+            json.dumps({k: v for k, v in self.info.items() if k != "callback_token"}),
+        )
+
+    def stop(self) -> None:
+        self._threads_stop.set()
+        while self._stops:
+            name, fn = self._stops.pop()
+            try:
+                fn()
+            except Exception as exc:
+                print(f"stopping {name}: {type(exc).__name__}: {exc}", file=sys.__stderr__)
+
+    def _restore_env(self) -> None:
+        os.environ.clear()
+        os.environ.update(self._saved_env)
+
+    # ---------------------------------------------------------------- API
+    def _dispatch_api(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self._api_ready.wait(30)
+        lid = self._route_fn.get((event["httpMethod"], event["resource"]))
+        fn = self.functions.get(lid or "")
+        if fn is None:
+            return {"statusCode": 502, "body": '{"message": "Internal server error"}'}
+        return fn.handler(event, context)  # LocalRestApi serialises invocations already
+
+    # ---------------------------------------------------------------- metrics, alarms
+    def _alarm_defs(self) -> list[Any]:
+        from .metrics import AlarmDef
+
+        out = []
+        for lid, res in resources_of_type(self.template, "AWS::CloudWatch::Alarm").items():
+            try:
+                if not self.resolver.resource_enabled(res):
+                    continue
+                props = self.resolver.resolve(res.get("Properties", {}))
+                out.append(
+                    AlarmDef.from_properties(
+                        props.get("AlarmName") or f"{self.o.prefix}-{lid}", props, lid
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                log.warning("alarm %s not evaluated locally: %s", lid, exc)
+        if not any(a.metric == "CreditBalance" for a in out):
+            topic = next(iter(self.stack.topics.values()), "")
+            for provider in LOCAL_CREDIT_PROVIDERS:
+                out.append(
+                    AlarmDef(
+                        name=f"{self.o.prefix}-LocalLowCredit-{provider}",
+                        namespace="smsgate",
+                        metric="CreditBalance",
+                        dims={"service": "smsgate", "Provider": provider},
+                        statistic="Minimum",
+                        period=300,
+                        evaluation_periods=1,
+                        threshold=self.o.credit_threshold,
+                        comparison="LessThanThreshold",
+                        treat_missing="missing",
+                        alarm_actions=[topic] if topic else [],
+                        ok_actions=[topic] if topic else [],
+                        description=f"local stack only (template has no low-credit alarm): "
+                        f"{provider} credit below {self.o.credit_threshold:g}",
+                        logical_id=f"LocalLowCredit{provider}",
+                    )
+                )
+        return out
+
+    def _alarm_changed(self, change: Any) -> None:
+        line = f"{time.strftime('%H:%M:%S')} alarm {change.alarm.name}: {change.old} -> {change.new} ({change.reason})"  # noqa: E501
+        log.info("%s", line)
+        with self.lock:
+            self.events.append(line)
+            del self.events[:-20]
+        if not self.o.view:
+            print(line, file=sys.__stdout__, flush=True)
+
+    def queue_metrics(self) -> dict[str, int]:
+        depth = {}
+        for lid, url in self.stack.queues.items():
+            attrs = self.client("sqs").get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            name = self.stack.attrs.get((lid, "QueueName"), url.rsplit("/", 1)[-1])
+            visible = int(attrs.get("ApproximateNumberOfMessages", 0))
+            self.metrics.record(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": name},
+                visible,
+                "Count",
+            )
+            self.metrics.record(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesNotVisible",
+                {"QueueName": name},
+                int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                "Count",
+            )
+            depth[lid] = visible
+        self.depth = depth
+        return depth
+
+    def evaluate_now(self) -> dict[str, str]:
+        self.queue_metrics()
+        self.metrics.flush_to(self.client("cloudwatch"))
+        self.evaluator.evaluate()
+        return dict(self.evaluator.states)
+
+    def _metrics_loop(self) -> None:
+        interval = 2.0 if self.o.fast else self.o.alarm_interval
+        next_eval = time.monotonic() + 1.0
+        while not self._threads_stop.wait(1.0):
+            try:
+                if time.monotonic() >= next_eval:
+                    next_eval = time.monotonic() + interval
+                    self.evaluate_now()
+                else:
+                    self.metrics.flush_to(self.client("cloudwatch"))
+            except Exception:
+                log.exception("metrics loop")
+
+    # ---------------------------------------------------------------- output
+    def banner(self) -> str:
+        i = self.info
+        send = json.dumps({"to": "+33612345678", "text": "Bonjour", "provider": "textinghouse"})
+        lines = [
+            "smsgate local stack is up (127.0.0.1 only; Ctrl-C stops everything)",
+            f"  moto (AWS) endpoint   {i['endpoint_url']}   region {i['region']}",
+            f"  send queue            {i['send_queue_url']}",
+            f"  dead-letter queue     {i['dlq_url']}",
+            f"  tables                {i['messages_table']}, {i['status_table']}, {i['optouts_table']}",  # noqa: E501
+            f"  callback API          {i['api_url']}   token {i['callback_token']}",
+        ]
+        lines += [f"    {k:<42} {v}" for k, v in i["callback_urls"].items()]
+        lines += [f"  simulator {n:<12} {u}" for n, u in i["simulators"].items()]
+        lines += [
+            f"  control               {i['control_url']}",
+            f"  logs                  {i['log_file']}",
+            f"  endpoints as JSON     {self.o.state_dir / 'stack.json'}",
+            "",
+            "send a message:",
+            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 "
+            f"--endpoint-url {i['endpoint_url']} sqs send-message --queue-url {i['send_queue_url']} "  # noqa: E501
+            f"--message-body '{send}'",
+            f"  .venv/bin/python -c \"import boto3,json; boto3.client('sqs', region_name='us-east-1', "  # noqa: E501
+            f"endpoint_url='{i['endpoint_url']}', aws_access_key_id='local', aws_secret_access_key='local')"  # noqa: E501
+            f".send_message(QueueUrl='{i['send_queue_url']}', MessageBody=json.dumps({send}))\"",
+            "  make demo              (demo traffic against this stack)",
+        ]
+        return "\n".join(lines)
+
+    def view_text(self) -> str:
+        from smsgate.phones import mask
+
+        items: list[dict[str, Any]] = []
+        try:
+            scan = self.client("dynamodb").scan(TableName=self.info["messages_table"], Limit=500)
+            for raw in scan.get("Items", []):
+                items.append({k: next(iter(v.values())) for k, v in raw.items()})
+        except Exception as exc:
+            return f"(view: {exc})"
+        items.sort(
+            key=lambda m: str(m.get("updated_at") or m.get("created_at") or ""), reverse=True
+        )
+        out = [
+            f"smsgate local  {time.strftime('%H:%M:%S')}  API {self.info['api_url']}  "
+            f"queue {getattr(self, 'depth', {}).get('SendQueue', '?')}  "
+            f"DLQ {getattr(self, 'depth', {}).get('SendDeadLetterQueue', '?')}  (Ctrl-C to stop)",
+            "",
+            f"{'message':<34} {'dir':<3} {'provider':<12} {'number':<16} {'status':<11} error",
+        ]
+        for m in items[:12]:
+            number = (
+                m.get("to") if m.get("direction", "out") == "out" else m.get("from", m.get("phone"))
+            )
+            out.append(
+                f"{str(m.get('id', ''))[:34]:<34} {m.get('direction', 'out')!s:<3} "
+                f"{m.get('provider', '')!s:<12} {mask(str(number)) if number else '-':<16} "
+                f"{m.get('status', '')!s:<11} {m.get('error_code') or ''!s}"
+            )
+        if not items:
+            out.append("  (no messages yet)")
+        out += ["", "credit: " + "  ".join(f"{p} {v}" for p, v in self.credits().items())]
+        out += ["", "alarms:"]
+        for name, state in self.evaluator.states.items():
+            out.append(f"  {state:<17} {name}")
+        with self.lock:
+            recent = list(self.events[-5:])
+        if recent:
+            out += ["", "recent alarm changes:"] + [f"  {e}" for e in recent]
+        return "\n".join(out)
+
+    def credits(self) -> dict[str, str]:
+        latest = self.metrics.latest("smsgate", "CreditBalance")
+        out = {p: "n/a" for p in PROVIDERS}
+        for dims, point in latest.items():
+            provider = dict(dims).get("Provider")
+            if provider:
+                out[provider] = f"{point.value:g}"
+        out["clubtexting"] = out["clubtexting"] if out["clubtexting"] != "n/a" else "no API"
+        return out
+
+
+def _json_message(record: logging.LogRecord) -> bool:
+    record.message_json = json.dumps(record.getMessage())
+    if record.exc_info:
+        record.message_json = json.dumps(
+            record.getMessage() + "\n" + logging.Formatter().formatException(record.exc_info)
+        )
+        record.exc_info = None
+    return True
+
+
+def _clear_smsgate_caches() -> None:
+    with contextlib.suppress(ImportError):
+        from aws_lambda_powertools.utilities import parameters
+
+        from smsgate import config, wiring
+
+        config.settings.cache_clear()
+        for name in ("store", "send_service", "callback_service", "credit_service"):
+            fn = getattr(wiring, name, None)
+            if fn is not None and hasattr(fn, "cache_clear"):
+                fn.cache_clear()
+        parameters.clear_caches()
+
+
+# --------------------------------------------------------------------------- control
+
+
+class _ControlServer:
+    """What only the running process can do, over HTTP (JSON): the simulators' knobs and
+    running a scheduled function or an alarm evaluation now.
+
+    POST /credit {"provider", "credit"}; POST /inject {"provider", "kind", ...};
+    POST /run {"function"}; POST /evaluate; POST /refresh-parameters (drop the functions'
+    cached SSM parameters and secret, as a new Lambda instance would); GET /alarms; GET /info."""
+
+    def __init__(self, stack: LocalStack, host: str, port: int) -> None:
+        local = stack
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+            wbufsize = 64 * 1024
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _answer(self, status: int, body: Any) -> None:
+                data = json.dumps(body, default=str).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            def do_GET(self) -> None:
+                if self.path == "/alarms":
+                    self._answer(200, local.evaluator.states)
+                elif self.path == "/info":
+                    self._answer(200, local.info)
+                else:
+                    self._answer(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                    self._answer(200, local.control_action(self.path, body))
+                except (KeyError, ValueError, TypeError) as exc:
+                    self._answer(400, {"error": f"{type(exc).__name__}: {exc}"})
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="control", daemon=True
+        )
+        self.thread.start()
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _control_action(self: LocalStack, path: str, body: dict[str, Any]) -> Any:
+    if path == "/credit":
+        sim = self.sims.by_name[str(body["provider"])]
+        sim.account().credit = float(body["credit"])
+        return {"provider": body["provider"], "credit": sim.account().credit}
+    if path == "/inject":
+        sim: Any = self.sims.by_name[str(body["provider"])]
+        kind = str(body["kind"])
+        args = {k: v for k, v in body.items() if k not in ("provider", "kind")}
+        method = {"keyword": "inject_keyword", "inbox": "inject_inbox", "mo": "inject_mo"}[kind]
+        status, text = getattr(sim, method)(**args)
+        return {"status": status, "body": text}
+    if path == "/run":
+        return {"result": self.scheduler.run_now(str(body["function"]))}
+    if path == "/refresh-parameters":  # what a new Lambda instance would read
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+        return {"cleared": True}
+    if path == "/evaluate":
+        return self.evaluate_now()
+    raise KeyError(f"unknown action {path}")
+
+
+LocalStack.control_action = _control_action  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m smsgate_local", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command")
+    for name in ("run", "demo"):
+        s = sub.add_parser(name, help="start the local stack" if name == "run" else "demo traffic")
+        s.add_argument("--host", default="127.0.0.1")
+        for key, port in DEFAULT_PORTS.items():
+            s.add_argument(f"--{key}-port", type=int, default=port, help=f"default {port}; 0: any")
+        s.add_argument("--fast", action="store_true", help="scheduled functions every few seconds")
+        s.add_argument("--no-view", action="store_true", help="no live view (CI, tests)")
+        s.add_argument("--state-dir", default=str(ROOT / ".local"))
+        s.add_argument("--credit-threshold", type=float, default=100.0)
+        if name == "run":
+            s.add_argument("--demo", action="store_true", help="send the demo traffic once up")
+            s.add_argument("--exit-after-demo", action="store_true")
+    return p
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        host=args.host,
+        ports={k: getattr(args, f"{k}_port") for k in DEFAULT_PORTS},
+        state_dir=Path(args.state_dir),
+        fast=args.fast,
+        view=not args.no_view,
+        credit_threshold=args.credit_threshold,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
+    out = sys.stdout
+    if args.command == "demo":
+        from .demo import attach_or_none, run_demo
+
+        info = attach_or_none(Path(args.state_dir) / "stack.json")
+        if info is not None:
+            print(f"demo against the running stack ({info['endpoint_url']})", flush=True)
+            return 0 if run_demo(info, out) else 1
+        print("no running stack found: starting one for the demo", flush=True)
+        args.fast = True
+        args.no_view = True
+        args.demo = True
+        args.exit_after_demo = True
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    options = _options(args)
+    if args.exit_after_demo:
+        options.view = False
+    local = LocalStack(options)
+    code = 0
+    try:
+        started = time.monotonic()
+        local.start()
+        print(local.banner(), flush=True)
+        print(f"(started in {time.monotonic() - started:.1f} s)", flush=True)
+        if args.demo:
+            from .demo import run_demo
+
+            ok = run_demo(local.info, out)
+            code = 0 if ok else 1
+            if args.exit_after_demo:
+                return code
+        view = options.view and out.isatty()
+        if options.view and not view:
+            print("(no terminal: live view off)", flush=True)
+        while not stop.wait(1.5):
+            if view:
+                out.write("\x1b[H\x1b[2J" + local.view_text() + "\n")
+                out.flush()
+        return code
+    finally:
+        print("\nstopping...", flush=True)
+        local.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("stopped.", flush=True)

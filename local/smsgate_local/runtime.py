@@ -1,0 +1,498 @@
+"""What Lambda, EventBridge and moto server do for the deployed stack, done in-process:
+the moto server itself, the functions loaded from the template, the SQS event source of the
+send function, the scheduled functions and the one-time schedules of held messages."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import logging
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .stack import FUNCTION_TYPE, ROOT
+
+log = logging.getLogger("smsgate_local")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+# --------------------------------------------------------------------------- moto server
+
+
+class MotoServer:
+    """moto server on a werkzeug thread: Nagle off (DESIGN §5), its socket closed on stop
+    (moto's ThreadedMotoServer leaves it open)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
+        self.host, self.port = host, port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._conns: list[Any] = []
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        class Handler(MotoRequestHandler):  # type: ignore[misc, valid-type]
+            disable_nagle_algorithm = True
+
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                return
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        dynamodb_lock = threading.Lock()
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            # moto checks a DynamoDB condition, then writes, without a lock (DESIGN §5): two
+            # functions' threads could both win a conditional write that DynamoDB serialises.
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+                with dynamodb_lock:
+                    return list(moto_app(environ, start_response))
+            return moto_app(environ, start_response)
+
+        self._server = make_server(self.host, self.port, app, True, request_handler=Handler)
+        accept = self._server.get_request
+
+        def get_request() -> Any:  # remember connections, to end kept-alive ones on stop
+            conn, addr = accept()
+            with self._lock:
+                self._conns = [c for c in self._conns if c.fileno() != -1] + [conn]
+            return conn, addr
+
+        self._server.get_request = get_request
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:  # a kept-alive connection's handler thread waits for its next request
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+# --------------------------------------------------------------------------- functions
+
+
+class Context:
+    """The Lambda context a handler reads."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    log_stream_name = "local"
+
+    def __init__(self, function_name: str, timeout_s: float) -> None:
+        self.function_name = function_name
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        )
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Function:
+    logical_id: str
+    name: str
+    handler: Handler
+    timeout: float
+    events: dict[str, Any]
+    lock: threading.Lock
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """One invocation at a time, like one warm instance."""
+        with self.lock:
+            return self.handler(event, Context(self.name, self.timeout))
+
+
+def load_module(code_uri: str, module: str) -> ModuleType:
+    """Import functions/<dir>/<module>.py under a unique name, as Lambda loads it (the same
+    name tests/conftest.py uses, so both share one module object)."""
+    folder = (ROOT / code_uri).resolve()
+    module_name = f"smsgate_function_{folder.name}"
+    if module == "app" and module_name in sys.modules:
+        return sys.modules[module_name]
+    if module != "app":
+        module_name += f"_{module}"
+    path = folder / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def load_functions(
+    template: Mapping[str, Any], resolve: Callable[[Any], Any], prefix: str
+) -> dict[str, Function]:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    out = {}
+    for lid, res in template.get("Resources", {}).items():
+        if not isinstance(res, dict) or res.get("Type") != FUNCTION_TYPE:
+            continue
+        props = res.get("Properties", {})
+        code_uri = str(props.get("CodeUri", globals_.get("CodeUri", "")))
+        handler_spec = str(props.get("Handler", globals_.get("Handler", "app.lambda_handler")))
+        module, _, attr = handler_spec.rpartition(".")
+        if not (Path(ROOT / code_uri) / f"{module}.py").exists():
+            log.warning("function %s: %s/%s.py not found, skipped", lid, code_uri, module)
+            continue
+        handler = getattr(load_module(code_uri, module), attr)
+        events = {}
+        for name, ev in (props.get("Events") or {}).items():
+            try:
+                events[name] = {
+                    "Type": ev.get("Type"),
+                    "Properties": resolve(ev.get("Properties", {})),
+                }
+            except KeyError:
+                events[name] = {"Type": ev.get("Type"), "Properties": ev.get("Properties", {})}
+        out[lid] = Function(
+            lid,
+            f"{prefix}-{lid}",
+            handler,
+            float(props.get("Timeout", globals_.get("Timeout", 3))),
+            events,
+            threading.Lock(),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- SQS poller
+
+
+class SqsPoller:
+    """Lambda's SQS event source for one function: long-polls, gathers up to ``batch_size``
+    records within ``window`` seconds, invokes, deletes the successes; batch item failures (and
+    every record of a failed invocation) stay, and come back when their visibility timeout
+    ends (the handler may have changed it). The queue's own RedrivePolicy moves a message to
+    the DLQ once received maxReceiveCount times (moto server applies it on receive)."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        function: Function,
+        queue_url: str,
+        queue_arn: str,
+        batch_size: int = 10,
+        window: float = 0.0,
+        on_batch: Callable[[dict[str, Any], Any], None] | None = None,
+    ) -> None:
+        self.sqs, self.function = sqs, function
+        self.queue_url, self.queue_arn = queue_url, queue_arn
+        self.batch_size, self.window = max(1, batch_size), max(0.0, window)
+        self.on_batch = on_batch
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.invocations = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+            self.thread = None
+
+    def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(10, count),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=wait,
+        )
+        return list(answer.get("Messages", []))
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                self.errors += 1
+                log.exception("send poller: poll failed")
+                self.stop_event.wait(1.0)
+
+    def poll_once(self, wait: int = 1) -> int:
+        messages = self._receive(self.batch_size, wait)
+        if not messages:
+            return 0
+        deadline = time.monotonic() + self.window
+        while len(messages) < self.batch_size and not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = self._receive(self.batch_size - len(messages), 0)
+            if more:
+                messages.extend(more)
+            else:
+                self.stop_event.wait(min(0.1, left))
+        event = {"Records": [self._record(m) for m in messages]}
+        failed: set[str]
+        response: Any = None
+        try:
+            response = self.function.invoke(event)
+            failed = {
+                str(f.get("itemIdentifier")) for f in (response or {}).get("batchItemFailures", [])
+            }
+        except Exception:
+            self.errors += 1
+            log.exception("send function raised: the batch stays on the queue")
+            failed = {m["MessageId"] for m in messages}
+        self.invocations += 1
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for i in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                    for n, m in enumerate(done[i : i + 10])
+                ],
+            )
+        if self.on_batch is not None:
+            self.on_batch(event, response)
+        return len(messages)
+
+    def _record(self, m: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {
+                k: {
+                    "stringValue": v.get("StringValue"),
+                    "binaryValue": v.get("BinaryValue"),
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": v.get("DataType"),
+                }
+                for k, v in (m.get("MessageAttributes") or {}).items()
+            },
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": "us-east-1",
+        }
+
+
+# --------------------------------------------------------------------------- schedules
+
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_UNIT = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float | None:
+    """``rate(15 minutes)`` -> 900; None for a cron() expression (not run locally)."""
+    m = _RATE.match(expression.strip())
+    if not m:
+        return None
+    return int(m.group(1)) * _UNIT[m.group(2).rstrip("s")]
+
+
+def scheduled_event(function: Function, rule: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:000000000000:rule/{rule}"],
+        "detail": {},
+    }
+
+
+@dataclass
+class ScheduledRun:
+    function: Function
+    event_name: str
+    expression: str
+    interval: float
+    next_at: float
+    last_at: float | None = None
+    last_result: Any = None
+    last_error: str | None = None
+    runs: int = 0
+
+
+class Scheduler:
+    """EventBridge for the local stack: runs the template's Schedule events at their rate (or
+    every ``fast`` seconds), and fires due one-time schedules (``at(...)``) of the hold group
+    by sending their Input to their target queue, then deleting them."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, Function],
+        fast: float | None = None,
+        scheduler_client: Any = None,
+        sqs: Any = None,
+        hold_group: str | None = None,
+        queue_urls_by_arn: Mapping[str, str] | None = None,
+        first_run_delay: float = 1.0,
+        tick: float = 1.0,
+    ) -> None:
+        self.runs: list[ScheduledRun] = []
+        now = time.monotonic()
+        for fn in functions.values():
+            for name, ev in fn.events.items():
+                if ev.get("Type") not in ("Schedule", "ScheduleV2"):
+                    continue
+                props = ev.get("Properties", {})
+                if props.get("Enabled") is False or props.get("State") == "DISABLED":
+                    continue
+                expr = str(props.get("Schedule") or props.get("ScheduleExpression") or "")
+                interval = rate_seconds(expr)
+                if interval is None:
+                    log.warning(
+                        "%s.%s: %r is not a rate(); not run locally", fn.logical_id, name, expr
+                    )
+                    continue
+                if fast:
+                    interval = min(interval, fast)
+                self.runs.append(ScheduledRun(fn, name, expr, interval, now + first_run_delay))
+        self.scheduler, self.sqs = scheduler_client, sqs
+        self.hold_group = hold_group
+        self.queue_urls_by_arn = dict(queue_urls_by_arn or {})
+        self.tick = tick
+        self.fired_holds = 0
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=35)
+            self.thread = None
+
+    def run_now(self, logical_id: str) -> Any:
+        for run in self.runs:
+            if run.function.logical_id == logical_id:
+                return self._invoke(run)
+        raise KeyError(f"no scheduled function {logical_id!r}")
+
+    def _invoke(self, run: ScheduledRun) -> Any:
+        run.last_at = time.time()
+        run.runs += 1
+        try:
+            run.last_result = run.function.invoke(scheduled_event(run.function, run.event_name))
+            run.last_error = None
+        except Exception as exc:
+            run.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("scheduled function %s failed", run.function.logical_id)
+        return run.last_result
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.tick):
+            now = time.monotonic()
+            for run in self.runs:
+                if now >= run.next_at:
+                    run.next_at = now + run.interval
+                    self._invoke(run)
+            try:
+                self.fire_due_holds()
+            except Exception:
+                log.exception("firing held-message schedules failed")
+
+    def fire_due_holds(self, now: dt.datetime | None = None) -> int:
+        if not (self.scheduler and self.sqs and self.hold_group):
+            return 0
+        now = now or dt.datetime.now(dt.UTC)
+        fired = 0
+        kwargs: dict[str, Any] = {"GroupName": self.hold_group}
+        while True:
+            page = self.scheduler.list_schedules(**kwargs)
+            for summary in page.get("Schedules", []):
+                sched = self.scheduler.get_schedule(Name=summary["Name"], GroupName=self.hold_group)
+                due = _at_time(
+                    sched.get("ScheduleExpression", ""), sched.get("ScheduleExpressionTimezone")
+                )
+                if due is None or due > now or sched.get("State") == "DISABLED":
+                    continue
+                target = sched.get("Target", {})
+                url = self.queue_urls_by_arn.get(target.get("Arn", ""))
+                if url is None:
+                    log.warning(
+                        "schedule %s targets %s: not a local queue",
+                        summary["Name"],
+                        target.get("Arn"),
+                    )
+                    continue
+                self.sqs.send_message(QueueUrl=url, MessageBody=target.get("Input") or "{}")
+                if sched.get("ActionAfterCompletion", "NONE") == "DELETE":
+                    self.scheduler.delete_schedule(Name=summary["Name"], GroupName=self.hold_group)
+                else:
+                    self.scheduler.update_schedule(
+                        Name=summary["Name"],
+                        GroupName=self.hold_group,
+                        ScheduleExpression=sched["ScheduleExpression"],
+                        FlexibleTimeWindow=sched.get("FlexibleTimeWindow", {"Mode": "OFF"}),
+                        Target=target,
+                        State="DISABLED",
+                    )
+                fired += 1
+                log.info("held message released by schedule %s", summary["Name"])
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        self.fired_holds += fired
+        return fired
+
+
+def _at_time(expression: str, timezone: str | None) -> dt.datetime | None:
+    m = re.match(r"^at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)$", expression.strip())
+    if not m:
+        return None
+    naive = dt.datetime.fromisoformat(m.group(1))
+    try:
+        from zoneinfo import ZoneInfo
+
+        tz: dt.tzinfo = ZoneInfo(timezone) if timezone else dt.UTC
+    except Exception:
+        tz = dt.UTC
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC)
