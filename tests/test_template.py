@@ -51,6 +51,8 @@ GLOBAL_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
+    "MESSAGE_RETENTION_DAYS",
+    "INBOUND_TEXT_RETENTION_DAYS",
 }
 FUNCTION_ENV = {
     "SendFunction": {
@@ -170,7 +172,12 @@ def test_tables_keys_follow_design(template: dict[str, Any]) -> None:
         assert p["BillingMode"] == "PAY_PER_REQUEST", lid
 
     gsis = {g["IndexName"]: g for g in props(template, "MessagesTable")["GlobalSecondaryIndexes"]}
-    assert set(gsis) == {"ByProviderMessageId", "ByPendingStatus"}  # tests/test_operations.py
+    assert set(gsis) == {  # tests/test_operations.py; the last two: tests/test_personal_data.py
+        "ByProviderMessageId",
+        "ByPendingStatus",
+        "ByPhone",
+        "ByInboundTextExpiry",
+    }
     gsi = gsis["ByProviderMessageId"]
     assert key_schema(gsi["KeySchema"]) == [("provider_message_id", "HASH"), ("provider", "RANGE")]
     assert gsi["Projection"] == {"ProjectionType": "ALL"}

@@ -192,6 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--credits", type=_positive, required=True, metavar="N")
 
+    p = command(
+        "erase",
+        "erase one number's messages (personal data request)",
+        commands.cmd_erase,
+        description=(
+            "Erase every message of a number, found through the messages table's ByPhone "
+            "index (a query, not a scan): inbound messages are deleted with their status "
+            "history, outbound ones anonymised (number, text, subject, sender and error "
+            "removed; id and status kept, so the id is still never sent twice). An opt-out "
+            "is kept. An audit record without the number goes into the status table "
+            "(message_id audit#erasure). Running it again reports nothing left to erase."
+        ),
+    )
+    p.add_argument("--phone", required=True, help="E.164, or 10 US digits")
+
+    p = command(
+        "retention",
+        "remove inbound message text older than InboundTextRetentionDays",
+        commands.cmd_retention,
+        description=(
+            "Find inbound messages whose text is past its retention (text_expires_at, set "
+            "from InboundTextRetentionDays; a query on the ByInboundTextExpiry index) and, "
+            "with --apply, remove the text (the rest of the message stays until its TTL). "
+            "Without --apply only counts them. Run it daily (e.g. from cron)."
+        ),
+    )
+    p.add_argument("--apply", action="store_true", help="remove the texts (default: dry run)")
+
     command(
         "doctor",
         "check the configuration: tables, queues, secret, providers (OK/FAIL each)",

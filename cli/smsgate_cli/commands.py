@@ -333,6 +333,43 @@ def cmd_optouts(args: argparse.Namespace, ctx: Context, out: Out) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- personal data
+
+
+def cmd_erase(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    """Erase one number's messages (smsgate.erasure): the number is echoed masked only."""
+    from smsgate.erasure import erase
+    from smsgate.phones import mask
+
+    phone = _e164(args.phone)
+    report = erase(ctx.store, phone)
+    data = {"phone": mask(phone), **report.as_dict()}
+
+    def human() -> None:
+        if report.nothing_left:
+            out.out.write(f"{mask(phone)}: nothing left to erase\n")
+        pairs(list(data.items()), out.out)
+
+    out.emit(data, human)
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    """Remove the text of inbound messages older than InboundTextRetentionDays."""
+    from smsgate.erasure import sweep_inbound_text
+
+    report = sweep_inbound_text(ctx.store, apply=args.apply)
+    data = {"due": report.due, "text_removed": report.removed, "applied": bool(args.apply)}
+
+    def human() -> None:
+        pairs(list(data.items()), out.out)
+        if report.due and not args.apply:
+            out.note("dry run: add --apply to remove these texts")
+
+    out.emit(data, human)
+    return 0
+
+
 # --------------------------------------------------------------------------- providers
 
 

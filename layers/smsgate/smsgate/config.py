@@ -40,6 +40,9 @@ class Settings(BaseModel):
     secret_max_age: int = Field(default=300, ge=0)
     keyword_replies_parameter: str | None = None
     help_text: str = DEFAULT_HELP
+    # Retention (template parameters MessageRetentionDays / InboundTextRetentionDays)
+    message_retention_days: int = Field(default=90, ge=1)
+    inbound_text_retention_days: int = Field(default=30, ge=1)
 
     @field_validator("default_provider")
     @classmethod
@@ -72,6 +75,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         "secret_max_age": "SECRET_MAX_AGE",
         "keyword_replies_parameter": "KEYWORD_REPLIES_PARAMETER",
         "help_text": "HELP_TEXT",
+        "message_retention_days": "MESSAGE_RETENTION_DAYS",
+        "inbound_text_retention_days": "INBOUND_TEXT_RETENTION_DAYS",
     }
     values.update({field: env[var] for field, var in optional.items() if env.get(var)})
     try:

@@ -25,6 +25,11 @@ _de = TypeDeserializer()
 BATCH_GET_LIMIT = 100
 PROVIDER_ID_INDEX = "ByProviderMessageId"  # template.yaml: MessagesTable's receipt index
 PENDING_INDEX = "ByPendingStatus"  # template.yaml: MessagesTable's reconciliation index
+PHONE_INDEX = "ByPhone"  # template.yaml: MessagesTable's erasure index (phone, created_at)
+TEXT_EXPIRY_INDEX = "ByInboundTextExpiry"  # (direction, text_expires_at): inbound text sweep
+DAY = 86_400
+DEFAULT_MESSAGE_RETENTION_DAYS = 90
+DEFAULT_INBOUND_TEXT_RETENTION_DAYS = 30
 CLAIMABLE = (Status.QUEUED.value, Status.SCHEDULED.value)
 # Statuses that wait for an outcome: while a message holds one, `pending` (= the status) and
 # `pending_at` put it in the sparse reconciliation index; a final status takes it out.
@@ -61,11 +66,44 @@ class Store:
         status_table: str,
         optouts_table: str,
         client: Any | None = None,
+        *,
+        message_retention_days: int = DEFAULT_MESSAGE_RETENTION_DAYS,
+        inbound_text_retention_days: int = DEFAULT_INBOUND_TEXT_RETENTION_DAYS,
     ) -> None:
         self.messages, self.status, self.optouts = messages_table, status_table, optouts_table
+        # Retention (DynamoDB TTL on `expires_at`, epoch seconds): every message and history
+        # item the store writes expires this many days after it was written.
+        self.message_retention_days = message_retention_days
+        self.inbound_text_retention_days = inbound_text_retention_days
         self.db = client or boto3.client(
             "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5})
         )
+
+    # --- retention ------------------------------------------------------------------------
+
+    def expires_at(self, now: float | None = None) -> int:
+        """When an item written now expires (TTL attribute `expires_at`)."""
+        moment = datetime.now(UTC).timestamp() if now is None else now
+        return int(moment) + self.message_retention_days * DAY
+
+    def text_expires_at(self, now: float | None = None) -> str:
+        """When an inbound message's text is removed (`smsgate retention --apply`): a
+        sortable timestamp (the ByInboundTextExpiry index's range key, a string)."""
+        moment = datetime.now(UTC).timestamp() if now is None else now
+        days = min(self.inbound_text_retention_days, self.message_retention_days)
+        return now_iso(datetime.fromtimestamp(moment + days * DAY, UTC))
+
+    def _personal(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes a new message gets for retention and erasure: `phone` (the number
+        of `to` or `from`, for the ByPhone index), `expires_at`, and for inbound text
+        `text_expires_at`."""
+        extra: dict[str, Any] = {"expires_at": self.expires_at()}
+        phone = record.get("to") or record.get("from")
+        if phone:
+            extra["phone"] = phone
+        if record.get("direction") == "in" and record.get("text"):
+            extra["text_expires_at"] = self.text_expires_at()
+        return extra
 
     # --- messages -------------------------------------------------------------------------
 
@@ -83,6 +121,7 @@ class Store:
         """
         lease = secrets.token_hex(8)
         now = datetime.now(UTC)
+        attrs = {**attrs, **{k: v for k, v in self._personal(attrs).items() if k not in attrs}}
         values = {
             ":lease": lease,
             ":until": int(now.timestamp() + lease_seconds),
@@ -190,6 +229,10 @@ class Store:
         names = {f"#{k}": k for k in attrs if attrs[k] is not None}
         sets = [f"#{k} = :{k}" for k in attrs if attrs[k] is not None]
         if create is not None:
+            create = {
+                **create,
+                **{k: v for k, v in self._personal(create).items() if k not in create},
+            }
             condition = "attribute_not_exists(id)"
             values = {k: v for k, v in values.items() if not k.startswith(":a")}
             for k, v in create.items():
@@ -221,6 +264,7 @@ class Store:
                 }
             }
         ]
+        expires = self.expires_at()
         for status, when, src in history:
             entry = {
                 "message_id": message_id,
@@ -228,6 +272,7 @@ class Store:
                 "status": status.value,
                 "source": src,
                 "raw": raw if status is new else None,
+                "expires_at": expires,
             }
             items.append({"Put": {"TableName": self.status, "Item": to_item(entry)}})
         try:
@@ -345,6 +390,7 @@ class Store:
             "provider": provider,
             "provider_message_id": provider_message_id or None,
             "client_id": client_id or None,
+            "expires_at": self.expires_at(),
         }
         self.db.put_item(TableName=self.status, Item=to_item(entry))
 

@@ -23,7 +23,13 @@ def provider_credentials(config: Settings) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def store() -> Store:
     config = settings()
-    return Store(config.messages_table, config.status_table, config.optouts_table)
+    return Store(
+        config.messages_table,
+        config.status_table,
+        config.optouts_table,
+        message_retention_days=config.message_retention_days,
+        inbound_text_retention_days=config.inbound_text_retention_days,
+    )
 
 
 @lru_cache(maxsize=1)

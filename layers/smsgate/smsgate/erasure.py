@@ -1,0 +1,176 @@
+"""Personal data: erase one number's data on request, and the inbound-text retention sweep.
+
+Erasure (`erase`) finds a number's messages with a Query on MessagesTable's `ByPhone` index
+(`phone` = the E.164 number of an outbound `to` or an inbound `from`), never a scan:
+
+- inbound messages are deleted with their status history (an inbound id is derived from the
+  sender and the text, so keeping it would keep a pseudonym of the number);
+- outbound messages are anonymised: the number (`to`, `phone`), the text, subject, sender id
+  and readable error are removed and `erased_at` set; the record keeps its id, status,
+  provider and timestamps, so the id is still never sent twice (DESIGN.md 2.1) and the
+  history (statuses and provider codes only, no personal data) stays with it;
+- the opt-out, if any, is kept: it is what stops messages to that number;
+- an audit record goes into the status table under `message_id = "audit#erasure"`: when and
+  how many items, never the number nor a hash of it.
+
+A message leaves the index once erased, so a second run finds nothing.
+
+The inbound-text sweep (`sweep_inbound_text`) removes `text` from inbound messages whose
+`text_expires_at` (InboundTextRetentionDays after receipt) has passed: a Query on the sparse
+`ByInboundTextExpiry` index (`direction`, `text_expires_at`), run by `smsgate retention`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .store import PHONE_INDEX, TEXT_EXPIRY_INDEX, Store, now_iso, to_item
+
+AUDIT_ID = "audit#erasure"
+# Outbound attributes that hold the number or what was said to it.
+PERSONAL_OUT = ("to", "phone", "text", "subject", "sender", "error")
+
+
+@dataclass
+class ErasureReport:
+    messages_found: int = 0
+    inbound_deleted: int = 0
+    outbound_anonymised: int = 0
+    history_deleted: int = 0
+    opt_out_kept: bool = False
+    erased_at: str = ""
+
+    @property
+    def nothing_left(self) -> bool:
+        return self.messages_found == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nothing_left": self.nothing_left}
+
+
+def _phone_items(store: Store, phone: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": store.messages,
+        "IndexName": PHONE_INDEX,
+        "KeyConditionExpression": "#phone = :phone",
+        "ExpressionAttributeNames": {"#phone": "phone"},
+        "ExpressionAttributeValues": to_item({":phone": phone}),
+    }
+    while True:
+        page = store.db.query(**kwargs)
+        found.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _delete_history(store: Store, message_id: str) -> int:
+    deleted = 0
+    for entry in store.history(message_id):
+        store.db.delete_item(
+            TableName=store.status,
+            Key=to_item({"message_id": message_id, "at": entry["at"]}),
+        )
+        deleted += 1
+    return deleted
+
+
+def erase(store: Store, phone: str) -> ErasureReport:
+    """Erase every message of `phone` (E.164) and write the audit record. Idempotent."""
+    report = ErasureReport(erased_at=now_iso())
+    for key in _phone_items(store, phone):
+        message_id = str(key["id"]["S"])
+        message = store.get_message(message_id)
+        if message is None or message.get("phone") != phone:  # gone or erased meanwhile
+            continue
+        report.messages_found += 1
+        if message.get("direction") == "in":
+            report.history_deleted += _delete_history(store, message_id)
+            store.db.delete_item(TableName=store.messages, Key={"id": {"S": message_id}})
+            report.inbound_deleted += 1
+            continue
+        names = {f"#{k}": k for k in PERSONAL_OUT}
+        names["#erased_at"] = "erased_at"
+        try:
+            store.db.update_item(
+                TableName=store.messages,
+                Key={"id": {"S": message_id}},
+                UpdateExpression="SET #erased_at = :at REMOVE "
+                + ", ".join(f"#{k}" for k in PERSONAL_OUT),
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item({":at": report.erased_at}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            continue
+        report.outbound_anonymised += 1
+    report.opt_out_kept = bool(store.opted_out([phone]))
+    audit = {
+        "message_id": AUDIT_ID,
+        "at": report.erased_at,
+        "source": "erasure",
+        "note": "erasure of one number's messages on request (the number is not recorded)",
+        "messages_found": report.messages_found,
+        "inbound_deleted": report.inbound_deleted,
+        "outbound_anonymised": report.outbound_anonymised,
+        "history_deleted": report.history_deleted,
+        "opt_out_kept": report.opt_out_kept,
+    }
+    store.db.put_item(TableName=store.status, Item=to_item(audit))
+    return report
+
+
+@dataclass
+class SweepReport:
+    due: int = 0
+    removed: int = 0
+
+
+def sweep_inbound_text(store: Store, *, apply: bool, now: float | None = None) -> SweepReport:
+    """Remove the text of inbound messages past their `text_expires_at` (dry run unless
+    `apply`)."""
+    moment = now_iso(
+        datetime.fromtimestamp(datetime.now(UTC).timestamp() if now is None else now, UTC)
+    )
+    report = SweepReport()
+    kwargs: dict[str, Any] = {
+        "TableName": store.messages,
+        "IndexName": TEXT_EXPIRY_INDEX,
+        "KeyConditionExpression": "#d = :in AND #t <= :now",
+        "ExpressionAttributeNames": {"#d": "direction", "#t": "text_expires_at"},
+        "ExpressionAttributeValues": to_item({":in": "in", ":now": moment}),
+    }
+    while True:
+        page = store.db.query(**kwargs)
+        for key in page.get("Items", []):
+            report.due += 1
+            if not apply:
+                continue
+            try:
+                store.db.update_item(
+                    TableName=store.messages,
+                    Key={"id": key["id"]},
+                    UpdateExpression="SET #r = :at REMOVE #text, #t",
+                    ConditionExpression="#t <= :now",
+                    ExpressionAttributeNames={
+                        "#text": "text",
+                        "#t": "text_expires_at",
+                        "#r": "text_removed_at",
+                    },
+                    ExpressionAttributeValues=to_item({":now": moment, ":at": now_iso()}),
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue
+            report.removed += 1
+        if "LastEvaluatedKey" not in page:
+            return report
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
