@@ -24,7 +24,7 @@ TEST_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
 	AWS_EC2_METADATA_DISABLED=true
 PYTEST_ARGS ?=
 
-.PHONY: install lint test build format clean run demo
+.PHONY: install lint test build format clean run demo bench soak
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,3 +69,13 @@ run: $(VENV)/.installed
 # Demo traffic against the running `make run` (or a stack started for it), with a summary.
 demo: $(VENV)/.installed
 	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(PY) -m smsgate_local demo $(RUN_ARGS)
+
+# Benchmarks against floors measured in the same run (< 10 min): benchmarks/results/latest.*
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+# Reliability counts (< 10 min), non-zero exit on any failure: benchmarks/results/soak.json
+SOAK_ARGS ?=
+soak: $(VENV)/.installed
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m benchmarks.soak $(SOAK_ARGS)
