@@ -10,7 +10,6 @@ import io
 import json
 import os
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from smsgate_local.harness import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -86,22 +87,9 @@ def clear_caches() -> None:
     parameters.clear_caches()
 
 
-class Context:
-    """What Lambda passes as `context`."""
-
-    function_name = "smsgate-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:smsgate-bench"
-    aws_request_id = "bench-request"
-    log_group_name = "/aws/lambda/smsgate-bench"
-    log_stream_name = "bench"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def Context() -> LambdaContext:
+    """What Lambda passes as `context` in the benchmarks."""
+    return LambdaContext(60_000, "smsgate-bench", 128)
 
 
 def quiet_logs(stream: Any) -> None:

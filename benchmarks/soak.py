@@ -38,6 +38,7 @@ from benchmarks.common import (
     start_env,
     th_sends,
 )
+from smsgate_local.harness import Serialised
 
 FINAL = {"delivered", "undelivered", "failed"}
 SETTLED = {"sent", "delivered", "undelivered", "failed", "unknown"}
@@ -54,35 +55,14 @@ TH_CODE_STATUS = {
 }
 
 
-class Locked:
-    """Serialises a moto-backed client: in-process moto checks a condition and writes without
-    a lock (DESIGN.md §5), so two threads could both win what DynamoDB serialises."""
-
-    _lock = threading.RLock()
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
 def _send_handler(env: Env) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     from smsgate import wiring
 
     app = load_function("send")
     quiet_logs(null_stream())
     service = wiring.send_service()
-    if env.endpoint is None and not isinstance(service.store.db, Locked):
-        service.store.db = Locked(service.store.db)
+    if env.endpoint is None and not isinstance(service.store.db, Serialised):
+        service.store.db = Serialised(service.store.db)
     return app.lambda_handler  # type: ignore[no-any-return]
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from smsgate_local.harness import LambdaContext  # noqa: F401 - the tests import it from here
+
 ROOT = Path(__file__).resolve().parent.parent
 # Fake credentials before boto3 is imported anywhere: nothing in the tests reaches AWS.
 os.environ.update(
@@ -95,28 +97,6 @@ def load_function(name: str) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
-
-
-class LambdaContext:
-    """What Lambda passes as `context`: the handler reads its deadline from it."""
-
-    function_name = "smsgate-test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:smsgate-test"
-    aws_request_id = "test-request"
-    log_group_name = "/aws/lambda/smsgate-test"
-    log_stream_name = "test"
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        import time
-
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        import time
-
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @pytest.fixture

@@ -17,28 +17,9 @@ import pytest
 from conftest import LambdaContext, load_function
 from sqs_source import poll_once, receive_event, send_bodies
 
+from smsgate_local.harness import Serialised
+
 TH_SEND = "sendsms"
-
-
-class Locked:
-    """Serialises calls to a moto-backed client: moto checks a condition and writes without a
-    lock, so two threads could both win a conditional write real DynamoDB would serialise."""
-
-    _lock = threading.RLock()
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture
@@ -48,7 +29,7 @@ def send(stack: Any) -> Any:
 
     app = load_function("send")
     service = wiring.send_service()
-    service.store.db = Locked(service.store.db)
+    service.store.db = Serialised(service.store.db)
     return app.lambda_handler
 
 
@@ -462,7 +443,7 @@ def test_connect_failure_is_retried(
     monkeypatch.setenv("CLUBTEXTING_URL", "http://127.0.0.1:9")  # nothing listens there
     config.settings.cache_clear()
     wiring.send_service.cache_clear()
-    wiring.send_service().store.db = Locked(wiring.send_service().store.db)
+    wiring.send_service().store.db = Serialised(wiring.send_service().store.db)
     response = run(stack, send, [{"id": "n1", "to": US, "text": "hi", "provider": "clubtexting"}])
     assert len(response["batchItemFailures"]) == 1
     record = message(stack, "n1")

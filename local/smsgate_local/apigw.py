@@ -17,29 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .harness import LambdaContext
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-class _Context:
-    """The Lambda context a handler reads (its deadline, its name)."""
-
-    function_name = "smsgate-local"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:smsgate-local"
-    log_group_name = "/aws/lambda/smsgate-local"
-    log_stream_name = "local"
-
-    def __init__(self, timeout_ms: int) -> None:
-        import time
-
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + timeout_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        import time
-
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _pattern(resource: str) -> re.Pattern[str]:
@@ -122,7 +102,7 @@ class LocalRestApi:
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
-            return self.handler(event, _Context(self.timeout_ms))
+            return self.handler(event, LambdaContext(self.timeout_ms))
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         api = self

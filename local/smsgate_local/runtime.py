@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .harness import LambdaContext
 from .stack import FUNCTION_TYPE, ROOT
 
 log = logging.getLogger("smsgate_local")
@@ -105,26 +106,6 @@ class MotoServer:
 # --------------------------------------------------------------------------- functions
 
 
-class Context:
-    """The Lambda context a handler reads."""
-
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    log_stream_name = "local"
-
-    def __init__(self, function_name: str, timeout_s: float) -> None:
-        self.function_name = function_name
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        )
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 @dataclass
 class Function:
     logical_id: str
@@ -137,7 +118,7 @@ class Function:
     def invoke(self, event: dict[str, Any]) -> Any:
         """One invocation at a time, like one warm instance."""
         with self.lock:
-            return self.handler(event, Context(self.name, self.timeout))
+            return self.handler(event, LambdaContext(int(self.timeout * 1000), self.name))
 
 
 def load_module(code_uri: str, module: str) -> ModuleType:
