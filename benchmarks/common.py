@@ -5,7 +5,6 @@ events and context, and AWS request counting with botocore event hooks."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -15,10 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from smsgate_local.harness import LambdaContext
+from smsgate_local.harness import LambdaContext, load_function  # noqa: F401 - bench imports it here
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,20 +55,6 @@ def aws_env() -> None:
 def secret() -> dict[str, Any]:
     creds = {"user": SIM_USER, "pass": SIM_PASS}
     return {p: dict(creds) for p in PROVIDERS} | {"callback_token": CALLBACK_TOKEN}
-
-
-def load_function(name: str, copy: str = "") -> ModuleType:
-    """Import functions/<name>/app.py under a unique module name, as Lambda loads it.
-    `copy` gives a second, independent module object (a second handler process's module)."""
-    module_name = f"smsgate_function_{name}{copy}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def clear_caches() -> None:

@@ -3,19 +3,14 @@ functions' handlers loaded as Lambda loads them."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from smsgate_local.harness import LambdaContext  # noqa: F401 - the tests import it from here
+from smsgate_local.harness import LambdaContext, load_function  # noqa: F401 - the tests import it from here
 
-ROOT = Path(__file__).resolve().parent.parent
 # Fake credentials before boto3 is imported anywhere: nothing in the tests reaches AWS.
 os.environ.update(
     {
@@ -84,19 +79,6 @@ def _clear_caches() -> None:
     wiring.callback_service.cache_clear()
     wiring.credit_service.cache_clear()
     parameters.clear_caches()
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py under a unique module name (each function has an app.py)."""
-    module_name = f"smsgate_function_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -3,10 +3,16 @@ clients whose calls are serialised."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 class LambdaContext:
@@ -54,3 +60,19 @@ class Serialised:
                 return attr(*args, **kwargs)
 
         return call
+
+
+def load_function(name: str, copy: str = "") -> ModuleType:
+    """Import functions/<name>/app.py under a unique module name, as Lambda loads it (every
+    function's module is called `app`). `copy` gives a second, independent module object: a
+    second handler process's module."""
+    module_name = f"smsgate_function_{name}{copy}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load functions/{name}/app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
