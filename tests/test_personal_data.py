@@ -14,7 +14,8 @@ import boto3
 import pytest
 from test_cli import Run, runner, stack_file
 
-from smsgate.erasure import AUDIT_ID, erase, sweep_inbound_text
+from smsgate.erasure import AUDIT_ID, erase
+from smsgate.retention import strip_inbound_text
 from smsgate.status import Status
 from smsgate.store import DAY, Store, from_item, now_iso
 from smsgate_local.stack import function_env, function_ids, load_template
@@ -96,17 +97,17 @@ def test_opt_outs_hold_only_the_ledger(store: Store, stack: Any) -> None:
 def test_inbound_text_sweep(store: Store, stack: Any) -> None:
     inbound(store, "in1", US, "hello there")
     outbound(store, "out1", US)
-    assert sweep_inbound_text(store, apply=True).due == 0
+    assert strip_inbound_text(store, apply=True).due == 0
     later = time.time() + 31 * DAY
-    dry = sweep_inbound_text(store, apply=False, now=later)
-    assert (dry.due, dry.removed) == (1, 0)
-    done = sweep_inbound_text(store, apply=True, now=later)
-    assert (done.due, done.removed) == (1, 1)
+    dry = strip_inbound_text(store, apply=False, now=later)
+    assert (dry.due, dry.stripped) == (1, 0)
+    done = strip_inbound_text(store, apply=True, now=later)
+    assert (done.due, done.stripped) == (1, 1)
     message = store.get_message("in1") or {}
     assert "text" not in message and "text_expires_at" not in message
     assert message["from"] == US and message["status"] == "received"
     assert (store.get_message("out1") or {})["text"] == "Bonjour"
-    assert sweep_inbound_text(store, apply=True, now=later).due == 0
+    assert strip_inbound_text(store, apply=True, now=later).due == 0
 
 
 # --------------------------------------------------------------------------- erasure
@@ -155,7 +156,8 @@ def test_cli_erase_then_nothing_left(cli: Run, store: Store) -> None:
 def test_cli_retention_dry_run(cli: Run, store: Store) -> None:
     inbound(store, "in1", US)
     result = cli("--json", "retention")
-    assert result.code == 0 and result.json() == {"due": 0, "text_removed": 0, "applied": False}
+    assert result.code == 0
+    assert result.json() == {"due": 0, "text_removed": 0, "already_done": 0, "applied": False}
 
 
 # --------------------------------------------------------------------------- template

@@ -355,16 +355,50 @@ def cmd_erase(args: argparse.Namespace, ctx: Context, out: Out) -> int:
 
 
 def cmd_retention(args: argparse.Namespace, ctx: Context, out: Out) -> int:
-    """Remove the text of inbound messages older than InboundTextRetentionDays."""
-    from smsgate.erasure import sweep_inbound_text
+    """Remove the text of inbound messages older than InboundTextRetentionDays (the same
+    code as the scheduled retention function, without its per-run bound), or --backfill."""
+    if args.backfill:
+        return _backfill(args, ctx, out)
+    from smsgate.retention import strip_inbound_text
 
-    report = sweep_inbound_text(ctx.store, apply=args.apply)
-    data = {"due": report.due, "text_removed": report.removed, "applied": bool(args.apply)}
+    report = strip_inbound_text(ctx.store, apply=args.apply, max_items=None)
+    data = {
+        "due": report.due,
+        "text_removed": report.stripped,
+        "already_done": report.already_done,
+        "applied": bool(args.apply),
+    }
 
     def human() -> None:
         pairs(list(data.items()), out.out)
         if report.due and not args.apply:
             out.note("dry run: add --apply to remove these texts")
+
+    out.emit(data, human)
+    return 0
+
+
+def _backfill(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    from smsgate.retention import backfill
+    from smsgate.store import Store
+
+    store = Store(
+        ctx.store.messages,
+        ctx.store.status,
+        ctx.store.optouts,
+        ctx.store.db,
+        message_retention_days=args.retention_days,
+        inbound_text_retention_days=args.text_retention_days,
+    )
+    report = backfill(store, apply=args.apply, max_items=args.max_items)
+    data = {**report.as_dict(), "applied": bool(args.apply)}
+
+    def human() -> None:
+        pairs(list(data.items()), out.out)
+        if report.more:
+            out.note(f"stopped after {args.max_items} items: run it again")
+        if (report.messages or report.history) and not args.apply:
+            out.note("dry run: add --apply to write the retention attributes")
 
     out.emit(data, human)
     return 0

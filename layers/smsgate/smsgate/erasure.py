@@ -15,20 +15,17 @@ Erasure (`erase`) finds a number's messages with a Query on MessagesTable's `ByP
 
 A message leaves the index once erased, so a second run finds nothing.
 
-The inbound-text sweep (`sweep_inbound_text`) removes `text` from inbound messages whose
-`text_expires_at` (InboundTextRetentionDays after receipt) has passed: a Query on the sparse
-`ByInboundTextExpiry` index (`direction`, `text_expires_at`), run by `smsgate retention`.
+Inbound text retention (InboundTextRetentionDays) is `smsgate.retention`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .store import PHONE_INDEX, TEXT_EXPIRY_INDEX, Store, now_iso, to_item
+from .store import PHONE_INDEX, Store, now_iso, to_item
 
 AUDIT_ID = "audit#erasure"
 # Outbound attributes that hold the number or what was said to it.
@@ -125,52 +122,3 @@ def erase(store: Store, phone: str) -> ErasureReport:
     }
     store.db.put_item(TableName=store.status, Item=to_item(audit))
     return report
-
-
-@dataclass
-class SweepReport:
-    due: int = 0
-    removed: int = 0
-
-
-def sweep_inbound_text(store: Store, *, apply: bool, now: float | None = None) -> SweepReport:
-    """Remove the text of inbound messages past their `text_expires_at` (dry run unless
-    `apply`)."""
-    moment = now_iso(
-        datetime.fromtimestamp(datetime.now(UTC).timestamp() if now is None else now, UTC)
-    )
-    report = SweepReport()
-    kwargs: dict[str, Any] = {
-        "TableName": store.messages,
-        "IndexName": TEXT_EXPIRY_INDEX,
-        "KeyConditionExpression": "#d = :in AND #t <= :now",
-        "ExpressionAttributeNames": {"#d": "direction", "#t": "text_expires_at"},
-        "ExpressionAttributeValues": to_item({":in": "in", ":now": moment}),
-    }
-    while True:
-        page = store.db.query(**kwargs)
-        for key in page.get("Items", []):
-            report.due += 1
-            if not apply:
-                continue
-            try:
-                store.db.update_item(
-                    TableName=store.messages,
-                    Key={"id": key["id"]},
-                    UpdateExpression="SET #r = :at REMOVE #text, #t",
-                    ConditionExpression="#t <= :now",
-                    ExpressionAttributeNames={
-                        "#text": "text",
-                        "#t": "text_expires_at",
-                        "#r": "text_removed_at",
-                    },
-                    ExpressionAttributeValues=to_item({":now": moment, ":at": now_iso()}),
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                continue
-            report.removed += 1
-        if "LastEvaluatedKey" not in page:
-            return report
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
