@@ -112,6 +112,71 @@ def test_send_is_sent_then_delivered_by_the_receipt(local: LocalStack) -> None:
     assert local.sims.textinghouse.callbacks, "the simulator sent the receipt"
 
 
+def test_a_send_and_its_receipt_are_exactly_two_status_events_on_the_bus(
+    local: LocalStack,
+) -> None:
+    """Issue 10: the tables' streams -> the events function -> the bus, read as an application
+    would (a rule -> SQS), and shown by the view."""
+    from smsgate_cli.bus import BusTap
+
+    bus = local.info["event_bus_name"]
+    assert bus and json.loads((local.o.state_dir / "stack.json").read_text())["event_bus_name"]
+    seen: list[dict[str, Any]] = []
+    with BusTap(_client(local, "events"), _client(local, "sqs"), bus) as tap:
+        mid = _send(local, to="+33612345678", text="Bonjour events", provider="textinghouse")
+        assert _status_of(local, mid, "delivered").get("status") == "delivered"
+
+        def arrived() -> bool:
+            seen.extend(e for e in tap.receive(wait=1) if e["detail"].get("message_id") == mid)
+            return len(seen) >= 2
+
+        _wait(arrived, 15)
+        time.sleep(1.0)  # nothing else for this message may follow
+        seen.extend(e for e in tap.receive(wait=1) if e["detail"].get("message_id") == mid)
+    assert [e["detail-type"] for e in seen] == ["Message Status Changed"] * 2
+    assert [(e["detail"]["old_status"], e["detail"]["new_status"]) for e in seen] == [
+        ("queued", "sent"),
+        ("sent", "delivered"),
+    ]
+    assert _wait(lambda: any(mid in line for line in local.bus_events), 5), local.bus_events
+    assert "recent events" in local.view_text()
+
+
+def test_events_follow_prints_until_ctrl_c_then_removes_its_tap(local: LocalStack) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    smsgate = Path(sys.executable).parent / "smsgate"
+    config = str(local.o.state_dir / "stack.json")
+    cli = subprocess.Popen(  # noqa: S603 - fixed arguments
+        [str(smsgate), "--config", config, "--json", "events", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"},
+    )
+    bus = local.info["event_bus_name"]
+    rules = lambda: _client(local, "events").list_rules(EventBusName=bus)["Rules"]  # noqa: E731
+    before = len(rules())
+    assert _wait(lambda: len(rules()) > before, 15), "the CLI never subscribed"
+    mid = _send(local, to="+33612345678", text="Bonjour follow", provider="textinghouse")
+    assert _status_of(local, mid, "delivered").get("status") == "delivered"
+    time.sleep(2.0)
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, err
+    mine = [json.loads(line) for line in out.splitlines() if mid in line]
+    assert [(e["detail"]["old_status"], e["detail"]["new_status"]) for e in mine] == [
+        ("queued", "sent"),
+        ("sent", "delivered"),
+    ]
+    assert len(rules()) == before, "its rule is gone"
+    queues = _client(local, "sqs").list_queues().get("QueueUrls", [])
+    assert not [q for q in queues if "smsgate-tap-" in q], queues
+
+
 def test_inbound_stop_opts_out_and_the_next_send_fails(local: LocalStack) -> None:
     number = "33698765432"
     status, _ = local.sims.textinghouse.inject_mo(from_=number, txt="STOP")

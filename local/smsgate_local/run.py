@@ -233,6 +233,35 @@ class LocalStack:
                 self._on_stop(f"poller {fn.logical_id}", poller.stop)
                 self.pollers.append(poller)
 
+        # Lambda's DynamoDB Streams event sources (the application events)
+        from .runtime import StreamPoller, streams_client
+
+        streams = streams_client(session, endpoint)
+        self._on_stop("streams client", streams.close)
+        self.stream_pollers: list[StreamPoller] = []
+        for fn in self.functions.values():
+            for ev in fn.events.values():
+                if ev.get("Type") != "DynamoDB":
+                    continue
+                p = ev["Properties"]
+                on_failure = (p.get("DestinationConfig") or {}).get("OnFailure") or {}
+                stream_poller = StreamPoller(
+                    streams,
+                    fn,
+                    str(p["Stream"]),
+                    batch_size=int(p.get("BatchSize", 100)),
+                    window=float(p.get("MaximumBatchingWindowInSeconds", 0)),
+                    starting_position=str(p.get("StartingPosition", "TRIM_HORIZON")),
+                    sqs=client("sqs"),
+                    dlq_url=url_by_arn.get(str(on_failure.get("Destination", ""))),
+                )
+                stream_poller.start()
+                self._on_stop(f"stream poller {fn.logical_id}", stream_poller.stop)
+                self.stream_pollers.append(stream_poller)
+        self.bus_events: list[str] = []  # the view's recent events (numbers masked, no text)
+        if stack.buses.get("EventBus"):
+            self._watch_bus(stack.buses["EventBus"])
+
         # schedules
         hold_group = next(iter(stack.schedule_groups.values()), None)
         self.scheduler = Scheduler(
@@ -279,6 +308,10 @@ class LocalStack:
             "secret_arn": stack.secret_arn,
             "keyword_replies_parameter": stack.parameters.get("KeywordRepliesParameter", ""),
             "alarm_topic_arn": next(iter(stack.topics.values()), ""),
+            "event_bus_name": stack.buses.get("EventBus", ""),
+            "health_table": stack.tables.get("HealthTable", ""),
+            "routing_parameter": stack.parameters.get("RoutingRulesParameter", ""),
+            "event_bus_arn": stack.attrs.get(("EventBus", "Arn"), ""),
             "api_url": api_url,
             "callback_token": token,
             "callback_urls": {
@@ -298,6 +331,31 @@ class LocalStack:
             "local stack up: %s",
             json.dumps({k: v for k, v in self.info.items() if k != "callback_token"}),
         )
+
+    def _watch_bus(self, bus: str) -> None:
+        """What `smsgate events` shows, for the view and the log: a tap on the bus."""
+        from smsgate_cli.bus import BusTap, describe
+
+        tap = BusTap(self.client("events"), self.client("sqs"), bus, name=f"{self.o.prefix}-view")
+        tap.open()
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                try:
+                    for event in tap.receive(wait=1):
+                        line = describe(event)
+                        log.info("event %s", line)
+                        with self.lock:
+                            self.bus_events.append(line)
+                            del self.bus_events[:-20]
+                except Exception:
+                    log.exception("events view")
+                    done.wait(1.0)
+
+        thread = threading.Thread(target=watch, name="events-view", daemon=True)
+        thread.start()
+        self._on_stop("events view", lambda: (done.set(), thread.join(10), tap.close()))
 
     def stop(self) -> None:
         self._threads_stop.set()
@@ -430,6 +488,7 @@ class LocalStack:
             f"  send queue            {i['send_queue_url']}",
             f"  dead-letter queue     {i['dlq_url']}",
             f"  tables                {i['messages_table']}, {i['status_table']}, {i['optouts_table']}",  # noqa: E501
+            f"  events bus            {i['event_bus_name']}   (.venv/bin/smsgate events --follow)",
             f"  callback API          {i['api_url']}   token {i['callback_token']}",
         ]
         lines += [f"    {k:<42} {v}" for k, v in i["callback_urls"].items()]
@@ -487,8 +546,11 @@ class LocalStack:
             out.append(f"  {state:<17} {name}")
         with self.lock:
             recent = list(self.events[-5:])
+            bus_events = list(getattr(self, "bus_events", [])[-6:])
         if recent:
             out += ["", "recent alarm changes:"] + [f"  {e}" for e in recent]
+        if bus_events:
+            out += ["", "recent events (smsgate events --follow):"] + [f"  {e}" for e in bus_events]
         return "\n".join(out)
 
     def credits(self) -> dict[str, str]:
@@ -519,7 +581,13 @@ def _clear_smsgate_caches() -> None:
         from smsgate import config, wiring
 
         config.settings.cache_clear()
-        for name in ("store", "send_service", "callback_service", "credit_service"):
+        for name in (
+            "store",
+            "send_service",
+            "callback_service",
+            "credit_service",
+            "event_publisher",
+        ):
             fn = getattr(wiring, name, None)
             if fn is not None and hasattr(fn, "cache_clear"):
                 fn.cache_clear()

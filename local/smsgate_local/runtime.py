@@ -297,6 +297,209 @@ class SqsPoller:
         }
 
 
+# --------------------------------------------------------------------------- DynamoDB streams
+
+
+class StreamPoller:
+    """Lambda's DynamoDB Streams event source for one function and one table's stream: reads
+    each shard in order, invokes with up to ``batch_size`` records in Lambda's event shape
+    (``eventSourceARN`` added, ``ApproximateCreationDateTime`` in epoch seconds), and reads
+    again from the lowest batch item failure (or the batch's first record when the function
+    raised), so a shard never skips ahead. After ``max_retries`` the batch's position goes to
+    ``dlq_url`` (what an OnFailure destination receives: the shard and sequence range, not the
+    records) and the shard moves on. Not done locally: BisectBatchOnFunctionError.
+
+    Each read starts from a new iterator at the position kept here (after the last record
+    done): moto replaces a table's stream object when it rolls back a failed transaction (a
+    duplicate receipt), which strands every iterator handed out before. ``forget`` is told
+    each iterator once used (moto keeps every one it hands out otherwise)."""
+
+    def __init__(
+        self,
+        streams: Any,
+        function: Function,
+        stream_arn: str,
+        batch_size: int = 100,
+        window: float = 0.0,
+        starting_position: str = "TRIM_HORIZON",
+        max_retries: int = 3,
+        sqs: Any = None,
+        dlq_url: str | None = None,
+        interval: float = 0.25,
+        forget: Callable[[str], None] | None = None,
+    ) -> None:
+        self.streams, self.function, self.stream_arn = streams, function, stream_arn
+        self.batch_size, self.window = max(1, min(batch_size, 1000)), max(0.0, window)
+        self.starting_position = starting_position
+        self.max_retries = max_retries
+        self.sqs, self.dlq_url = sqs, dlq_url
+        self.interval = interval
+        self.forget = forget or (lambda iterator: None)
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        # shard id -> {"after": last sequence done, "at": sequence to read again, "tries",
+        # "start": the first iterator (LATEST: a position no sequence number names yet)}
+        self._shards: dict[str, dict[str, Any]] = {}
+        self.invocations = 0
+        self.errors = 0
+        self.given_up = 0
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+            self.thread = None
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if not self.poll_once():
+                    self.stop_event.wait(self.interval)
+            except Exception:
+                self.errors += 1
+                log.exception("stream poller %s: poll failed", self.function.logical_id)
+                self.stop_event.wait(1.0)
+
+    def _iterator(self, shard: str, state: dict[str, Any]) -> str:
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard}
+        if state["at"] is not None:
+            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=state["at"])
+        elif state["after"] is not None:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state["after"])
+        elif state["start"] is not None:
+            return str(state["start"])  # LATEST before any record: the position first taken
+        else:
+            kwargs["ShardIteratorType"] = self.starting_position
+        iterator = str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
+        if self.starting_position == "LATEST" and state["after"] is None and state["at"] is None:
+            state["start"] = iterator
+        return iterator
+
+    def poll_once(self) -> int:
+        """One read of every shard (and one invocation per shard that has records); returns
+        how many records were handed to the function."""
+        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+        handled = 0
+        for shard in shards.get("Shards", []):
+            state = self._shards.setdefault(
+                shard["ShardId"], {"after": None, "at": None, "tries": 0, "start": None}
+            )
+            handled += self._poll_shard(shard["ShardId"], state)
+        return handled
+
+    def _read(self, shard: str, state: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        iterator = self._iterator(shard, state)
+        answer = self.streams.get_records(ShardIterator=iterator, Limit=limit)
+        records = list(answer.get("Records", []))
+        following = answer.get("NextShardIterator")
+        self.forget(iterator)
+        if state["start"] is not None and not records and following:
+            state["start"] = following  # LATEST, still nothing: keep that position
+        elif following:
+            self.forget(str(following))
+        return records
+
+    def _poll_shard(self, shard: str, state: dict[str, Any]) -> int:
+        records = self._read(shard, state, self.batch_size)
+        if not records:
+            return 0
+        deadline = time.monotonic() + self.window
+        while (
+            len(records) < self.batch_size
+            and time.monotonic() < deadline
+            and not self.stop_event.wait(min(0.1, self.window))
+        ):
+            more = {**state, "at": None, "after": records[-1]["dynamodb"]["SequenceNumber"]}
+            records += self._read(shard, more, self.batch_size - len(records))
+        event = {"Records": [self._record(r) for r in records]}
+        first = records[0]["dynamodb"]["SequenceNumber"]
+        last = records[-1]["dynamodb"]["SequenceNumber"]
+        try:
+            response = self.function.invoke(event)
+            failures = (response or {}).get("batchItemFailures", [])
+            failed = [str(f.get("itemIdentifier")) for f in failures]
+        except Exception:
+            self.errors += 1
+            log.exception("%s raised: the batch is read again", self.function.logical_id)
+            failed = [first]
+        self.invocations += 1
+        state["start"] = None
+        if not failed:
+            state.update(after=last, at=None, tries=0)
+            return len(records)
+        state["tries"] += 1
+        if state["tries"] > self.max_retries:
+            self._give_up(shard, min(failed, key=int), last, len(records))
+            state.update(after=last, at=None, tries=0)
+        else:
+            state["at"] = min(failed, key=int)
+        return len(records)
+
+    def _give_up(self, shard: str, start: str, end: str, size: int) -> None:
+        self.given_up += 1
+        log.error(
+            "%s: stream batch %s..%s given up after %d retries",
+            self.function.logical_id,
+            start,
+            end,
+            self.max_retries,
+        )
+        if self.sqs is None or not self.dlq_url:
+            return
+        body = {
+            "requestContext": {
+                "functionArn": f"arn:aws:lambda:us-east-1:000000000000:function:"
+                f"{self.function.name}",
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": self.max_retries + 1,
+            },
+            "version": "1.0",
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+            "DDBStreamBatchInfo": {
+                "shardId": shard,
+                "startSequenceNumber": start,
+                "endSequenceNumber": end,
+                "batchSize": size,
+                "streamArn": self.stream_arn,
+            },
+        }
+        import json
+
+        self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(body))
+
+    def _record(self, record: dict[str, Any]) -> dict[str, Any]:
+        data = dict(record["dynamodb"])
+        created = data.get("ApproximateCreationDateTime")
+        if isinstance(created, dt.datetime):  # boto3 parses it; Lambda hands epoch seconds
+            data["ApproximateCreationDateTime"] = int(created.timestamp())
+        return {
+            "eventID": record.get("eventID"),
+            "eventName": record.get("eventName"),
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": record.get("awsRegion", "us-east-1"),
+            "dynamodb": data,
+            "eventSourceARN": self.stream_arn,
+        }
+
+
+def streams_client(session: Any, endpoint_url: str | None = None) -> Any:
+    """A DynamoDB Streams client moto answers: botocore's account-based streams endpoint
+    (<account>.streams-ddb.<region>...) is not one in-process moto 5.2 recognises."""
+    from botocore.config import Config
+
+    return session.client(
+        "dynamodbstreams",
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        config=Config(account_id_endpoint_mode="disabled"),
+    )
+
+
 # --------------------------------------------------------------------------- schedules
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")

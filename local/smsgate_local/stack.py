@@ -15,7 +15,7 @@ or against a moto server: ``build_stack(..., endpoint_url="http://127.0.0.1:5000
 Physical names are ``<prefix>-<LogicalId>``; the stack name (``AWS::StackName``) is the
 prefix. moto applies no SAM transform, so only the plain CloudFormation resources the
 functions talk to are created (tables, queues, the secret, SSM parameters, SNS topics,
-IAM roles, scheduler groups); functions, the API, alarms and log groups are not.
+IAM roles, scheduler groups, event buses); functions, the API, alarms and log groups are not.
 """
 
 from __future__ import annotations
@@ -239,6 +239,8 @@ class Stack:
     topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic ARN
     roles: dict[str, str] = field(default_factory=dict)  # logical id -> role ARN
     schedule_groups: dict[str, str] = field(default_factory=dict)  # logical id -> name
+    buses: dict[str, str] = field(default_factory=dict)  # EventBridge: logical id -> bus name
+    streams: dict[str, str] = field(default_factory=dict)  # table logical id -> stream ARN
     # what Ref / Fn::GetAtt return, for function_env(); parameters included
     refs: dict[str, Any] = field(default_factory=dict, repr=False)
     attrs: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
@@ -389,11 +391,15 @@ def build_stack(
 
     # DynamoDB tables
     tables: dict[str, str] = {}
+    streams: dict[str, str] = {}
     for lid, res in of_type("AWS::DynamoDB::Table").items():
         name = physical(lid)
         arn = _create_table(client("dynamodb"), name, resolver.resolve(res.get("Properties", {})))
         tables[lid] = refs[lid] = name
         attrs[(lid, "Arn")] = arn
+        stream = client("dynamodb").describe_table(TableName=name)["Table"].get("LatestStreamArn")
+        if stream:  # StreamSpecification: EventsFunction's event sources read it
+            streams[lid] = attrs[(lid, "StreamArn")] = stream
 
     # SQS queues, dead-letter queues first (a RedrivePolicy names its DLQ's ARN)
     queues: dict[str, str] = {}
@@ -423,6 +429,15 @@ def build_stack(
             raise KeyError(f"cannot create queues {sorted(pending)}: unresolvable properties")
 
     # IAM roles (their ARNs are handed to other services, e.g. EventBridge Scheduler)
+    # EventBridge buses (the application events; before the roles that name them)
+    buses: dict[str, str] = {}
+    for lid, res in of_type("AWS::Events::EventBus").items():
+        props = resolver.resolve(res.get("Properties", {}))
+        name = props.get("Name") or physical(lid)
+        arn = client("events").create_event_bus(Name=name)["EventBusArn"]
+        buses[lid] = refs[lid] = attrs[(lid, "Name")] = name
+        attrs[(lid, "Arn")] = arn
+
     roles: dict[str, str] = {}
     for lid, res in of_type("AWS::IAM::Role").items():
         props = resolver.resolve(res.get("Properties", {}))
@@ -490,6 +505,8 @@ def build_stack(
         topics=topics,
         roles=roles,
         schedule_groups=schedule_groups,
+        buses=buses,
+        streams=streams,
         refs=refs,
         attrs=attrs,
         prefix=prefix,
