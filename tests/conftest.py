@@ -78,6 +78,8 @@ def _clear_caches() -> None:
     wiring.send_service.cache_clear()
     wiring.callback_service.cache_clear()
     wiring.credit_service.cache_clear()
+    wiring.routing.cache_clear()
+    wiring.health_board.cache_clear()
     parameters.clear_caches()
 
 

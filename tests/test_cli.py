@@ -58,6 +58,8 @@ def stack_file(stack: Any, sims: Any, path: Path, **urls: str) -> Path:
         "status_table": stack.tables["StatusTable"],
         "optouts_table": stack.tables["OptOutsTable"],
         "secret_arn": stack.secret_arn,
+        "health_table": stack.tables["HealthTable"],
+        "routing_parameter": stack.parameters["RoutingRulesParameter"],
         "simulators": {**sims.urls, **urls},
     }
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -264,6 +266,47 @@ def test_credits_against_the_simulators(cli: Run, sims: Any) -> None:
     assert human.code == 0 and "grouptexting" in human.out and "42" in human.out
 
 
+def test_providers_show_what_the_senders_see(cli: Run, stack: Any) -> None:
+    import boto3
+
+    from smsgate.health import HealthBoard
+    from smsgate.providers import Category, Outcome, OutcomeKind
+    from smsgate.routing import HealthPolicy
+
+    board = HealthBoard(stack.tables["HealthTable"], boto3.client("dynamodb"), HealthPolicy)
+    error = Outcome(OutcomeKind.RETRYABLE, Category.PROVIDER_ERROR, "-10", "error")
+    board.observe("grouptexting", error, 120)
+    board.flush()
+    board.mark_unhealthy("textinghouse", "credit")
+    result = cli("--json", "providers")
+    assert result.code == 0, result.err
+    rows = {r["provider"]: r for r in result.json()["providers"]}
+    assert rows["clubtexting"]["health"] == "healthy"
+    assert (rows["grouptexting"]["answers"], rows["grouptexting"]["error_rate"]) == (1, 1.0)
+    assert rows["textinghouse"]["health"].startswith("skipped: credit until ")
+    human = cli("providers")
+    assert human.code == 0 and "skipped: credit" in human.out
+
+
+def test_routing_check_set_show(cli: Run, tmp_path: Path) -> None:
+    good = tmp_path / "rules.json"
+    good.write_text(
+        json.dumps(
+            {"rules": [{"name": "us", "countries": ["US"], "providers": {"clubtexting": 1}}]}
+        )
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rules": [{"providers": {"twilio": 1}}]}))
+    assert cli("routing", "check", str(good)).out == "valid: us\n"
+    refused = cli("routing", "set", str(bad))
+    assert refused.code == 1 and "unknown providers" in refused.err
+    assert json.loads(cli("routing", "show").out)["rules"] == []  # the bad file changed nothing
+    assert cli("routing", "set", str(good)).code == 0
+    shown = json.loads(cli("routing", "show").out)
+    assert shown["rules"][0]["providers"] == {"clubtexting": 1.0}
+    assert shown["health"]["cooldown_seconds"] == 120  # defaults filled in
+
+
 def test_keywords_check_rent_setup(cli: Run, sims: Any) -> None:
     sims.grouptexting.rate_limit_enabled = False  # one new connection per run: see below
     assert cli("--json", "keywords", "check", "PIZZA").json()["available"] is False
@@ -388,6 +431,11 @@ COMMANDS = [
     ["keywords", "rent"],
     ["keywords", "setup"],
     ["buy-credits"],
+    ["providers"],
+    ["routing"],
+    ["routing", "show"],
+    ["routing", "check"],
+    ["routing", "set"],
     ["doctor"],
 ]
 

@@ -633,9 +633,34 @@ def test_club_texting_has_no_low_credit_alarm(template: dict[str, Any]) -> None:
 
     assert not CLIENTS["clubtexting"].has_balance
     for alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").values():
+        if alarm["Properties"].get("MetricName") == "ProviderHealthy":
+            continue  # health, not credit: tests/test_failover.py
         assert {"Name": "Provider", "Value": "clubtexting"} not in alarm["Properties"].get(
             "Dimensions", []
         )
+
+
+def test_every_provider_has_a_health_alarm_on_the_metric_the_senders_publish(
+    template: dict[str, Any],
+) -> None:
+    from smsgate.providers import PROVIDERS as CLIENTS
+
+    watched = {}
+    for lid, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items():
+        p = alarm["Properties"]
+        if p.get("MetricName") == "ProviderHealthy":
+            alarm_common(template, lid)
+            dims = {d["Name"]: d["Value"] for d in p["Dimensions"]}
+            assert (p["Statistic"], p["ComparisonOperator"], p["Threshold"]) == (
+                "Minimum",
+                "LessThanThreshold",
+                1,
+            )
+            watched[dims["Provider"]] = lid
+    assert set(watched) == set(CLIENTS)
+    assert {"ProviderHealthy", "MessagesWaiting", "SendFailedOver"} <= emitted_metrics()
+    p = alarm_common(template, "MessagesWaitingForProvider")
+    assert p["MetricName"] == "MessagesWaiting"
 
 
 def test_credit_check_failed_alarm(template: dict[str, Any]) -> None:

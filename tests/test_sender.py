@@ -30,6 +30,8 @@ def send(stack: Any) -> Any:
     app = load_function("send")
     service = wiring.send_service()
     service.store.db = Serialised(service.store.db)
+    if service.health is not None:  # the health board shares the store's client
+        service.health.db = service.store.db
     return app.lambda_handler
 
 

@@ -6,6 +6,7 @@ runs here.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -60,10 +61,14 @@ FUNCTION_ENV = {
         "SEND_QUEUE_ARN",
         "HOLD_SCHEDULE_GROUP",
         "HOLD_SCHEDULER_ROLE_ARN",
+        "ROUTING_PARAMETER",  # issue 8: routing rules and provider health
+        "HEALTH_TABLE",
     },
     "CallbacksFunction": {"KEYWORD_REPLIES_PARAMETER", "HELP_TEXT"},
-    "CreditCheckFunction": set(),
+    "CreditCheckFunction": {"ROUTING_PARAMETER", "HEALTH_TABLE"},  # credit -> provider health
     "ReconcileFunction": {"RECONCILE_AFTER_MINUTES", "RECONCILE_DEADLINE_HOURS"},
+    "RetentionFunction": set(),
+    "EventsFunction": {"EVENT_BUS_NAME"},
 }
 
 
@@ -152,11 +157,12 @@ def key_schema(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
 def test_tables_keys_follow_design(template: dict[str, Any]) -> None:
     # DESIGN.md 2.3
     tables = resources(template, "AWS::DynamoDB::Table")
-    assert set(tables) == {"MessagesTable", "StatusTable", "OptOutsTable"}
+    assert set(tables) == {"MessagesTable", "StatusTable", "OptOutsTable", "HealthTable"}
     expected = {
         "MessagesTable": [("id", "HASH")],
         "StatusTable": [("message_id", "HASH"), ("at", "RANGE")],
         "OptOutsTable": [("phone", "HASH")],
+        "HealthTable": [("provider", "HASH"), ("slot", "RANGE")],  # issue 8, smsgate.health
     }
     for lid, keys in expected.items():
         p = props(template, lid)
@@ -187,6 +193,9 @@ def test_tables_are_encrypted_recoverable_and_retained(template: dict[str, Any])
     for lid, table in resources(template, "AWS::DynamoDB::Table").items():
         p = table["Properties"]
         assert p["SSESpecification"]["SSEEnabled"] is True, lid
+        if lid == "HealthTable":  # minutes of provider counters, rebuilt by the next sends
+            assert p["TimeToLiveSpecification"]["AttributeName"] == "expires_at"
+            continue
         assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, lid
         assert table.get("DeletionPolicy") == "Retain", lid
         assert table.get("UpdateReplacePolicy") == "Retain", lid
@@ -196,7 +205,9 @@ def test_provider_secret_is_generated_never_output(template: dict[str, Any]) -> 
     import json
 
     secrets = resources(template, "AWS::SecretsManager::Secret")
-    assert set(secrets) == {"ProviderSecret"}
+    # WebhookKeySecret: only with the optional status webhook (tests/test_events.py)
+    assert set(secrets) == {"ProviderSecret", "WebhookKeySecret"}
+    assert secrets["WebhookKeySecret"]["Condition"] == "HasStatusWebhook"
     gen = props(template, "ProviderSecret")["GenerateSecretString"]
     assert "SecretString" not in props(template, "ProviderSecret")
     assert set(json.loads(gen["SecretStringTemplate"])) == PROVIDERS
@@ -236,7 +247,12 @@ def test_send_queue_redrives_to_a_dead_letter_queue(template: dict[str, Any]) ->
 
 def test_queues_are_encrypted(template: dict[str, Any]) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert set(queues) == {"SendQueue", "SendDeadLetterQueue"}
+    assert set(queues) == {
+        "SendQueue",
+        "SendDeadLetterQueue",
+        "EventsDeadLetterQueue",
+        "WebhookDeadLetterQueue",
+    }
     for lid, queue in queues.items():
         p = queue["Properties"]
         assert p.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in p, lid
@@ -389,16 +405,25 @@ def test_no_iam_statement_allows_every_resource(template: dict[str, Any]) -> Non
     assert checked >= 8
 
 
-def test_credit_check_only_reads_the_secret(template: dict[str, Any]) -> None:
+def test_credit_check_reads_the_secret_and_writes_only_provider_health(
+    template: dict[str, Any],
+) -> None:
     statements = [s for w, s in _all_statements(template) if w == "CreditCheckFunction"]
-    assert statements == [
-        {
-            "Sid": "ProviderSecret",
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": {"Ref": "ProviderSecret"},
-        }
-    ]
+    granted = {(s["Sid"], str(s["Action"]), json.dumps(s["Resource"])) for s in statements}
+    assert granted == {
+        ("ProviderSecret", "secretsmanager:GetSecretValue", '{"Ref": "ProviderSecret"}'),
+        ("ProviderHealth", "dynamodb:UpdateItem", '{"Fn::GetAtt": ["HealthTable", "Arn"]}'),
+        (
+            "RoutingRules",
+            "ssm:GetParameter",
+            json.dumps(
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                    "parameter${RoutingRulesParameter}"
+                }
+            ),
+        ),
+    }
 
 
 # --------------------------------------------------------------------------- alarms
@@ -495,7 +520,10 @@ def test_build_stack_wires_queues_secret_and_environment(
     assert env["POWERTOOLS_SERVICE_NAME"] == "smsgate"
 
     credit_env = function_env(template, "CreditCheckFunction", stack)
-    assert set(credit_env) == GLOBAL_ENV
+    assert set(credit_env) == GLOBAL_ENV | FUNCTION_ENV["CreditCheckFunction"]
+    assert credit_env["HEALTH_TABLE"] == stack.tables["HealthTable"]
+    rules = stack.parameters["RoutingRulesParameter"]
+    assert json.loads(ssm.get_parameter(Name=rules)["Parameter"]["Value"]) == {"rules": []}
     send_env = function_env(template, "SendFunction", stack)
     assert set(send_env) == GLOBAL_ENV | FUNCTION_ENV["SendFunction"]
 

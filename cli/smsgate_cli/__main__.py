@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import commands
+from . import bus, commands, providers
 from .config import ConfigProblem, resolve
 from .context import Context, Failure
 
@@ -153,6 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
         commands.cmd_credits,
     )
 
+    command(
+        "providers",
+        "each provider's health as the senders see it (state, window, credit, price)",
+        providers.cmd_providers,
+        description=(
+            "Each provider's health from the stack's health table: healthy, or skipped (why and "
+            "until when), its answers, error rate and mean latency over the routing rules' "
+            "window, the last credit the credit check saw, and its price per part."
+        ),
+    )
+
+    p = command(
+        "routing",
+        "show, check or set the routing rules (SSM parameter, no redeploy)",
+        providers.cmd_routing,
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("show", help="the rules in force, with defaults", parents=[common])
+    for action, help_ in (
+        ("check", "validate a rules file"),
+        ("set", "validate a rules file and put it in the parameter"),
+    ):
+        a = actions.add_parser(action, help=help_, description=help_, parents=[common])
+        a.add_argument("file", metavar="FILE", help="routing rules JSON (README)")
+
     p = command(
         "keywords",
         "Group Texting keywords: check, rent (card from a prompt or stdin) or set up",
@@ -215,10 +240,60 @@ def build_parser() -> argparse.ArgumentParser:
             "Find inbound messages whose text is past its retention (text_expires_at, set "
             "from InboundTextRetentionDays; a query on the ByInboundTextExpiry index) and, "
             "with --apply, remove the text (the rest of the message stays until its TTL). "
-            "Without --apply only counts them. Run it daily (e.g. from cron)."
+            "Without --apply only counts them. The stack's RetentionFunction does this on "
+            "its own every RetentionRate; this command is for doing it now. --backfill "
+            "instead gives items written before retention existed their expires_at (and "
+            "phone, text_expires_at), once after upgrading (a scan, bounded by --max-items)."
         ),
     )
-    p.add_argument("--apply", action="store_true", help="remove the texts (default: dry run)")
+    p.add_argument("--apply", action="store_true", help="write the changes (default: dry run)")
+    p.add_argument("--backfill", action="store_true", help="add retention attributes to old items")
+    p.add_argument(
+        "--retention-days",
+        type=_positive,
+        default=90,
+        help="with --backfill: the stack's MessageRetentionDays (default 90)",
+    )
+    p.add_argument(
+        "--text-retention-days",
+        type=_positive,
+        default=30,
+        help="with --backfill: the stack's InboundTextRetentionDays (default 30)",
+    )
+    p.add_argument(
+        "--max-items",
+        type=_positive,
+        default=commands.MAX_SCAN_DEFAULT,
+        help="with --backfill: items updated per run, at most (default %(default)s)",
+    )
+
+    p = command(
+        "events",
+        "show the application events (status, inbound, opt-out) as they reach the bus",
+        bus.cmd_events,
+        description=(
+            "Subscribe to the stack's events bus for as long as the command runs: a temporary "
+            "SQS queue and a rule on the bus targeting it, both removed when it ends (Ctrl-C "
+            "with --follow). Shows the events that arrive after it starts, one line each "
+            "(numbers masked, no text), or with --json each EventBridge event as one JSON "
+            "line, as applications receive it."
+        ),
+    )
+    p.add_argument("--follow", "-f", action="store_true", help="until Ctrl-C")
+    p.add_argument(
+        "--type",
+        action="append",
+        choices=sorted(bus.DETAIL_TYPES),
+        help="only these events (repeatable; default all)",
+    )
+    p.add_argument("--id", help="only the events of this message (status or inbound)")
+    p.add_argument(
+        "--wait",
+        type=_positive,
+        default=20,
+        help="without --follow: stop after this many seconds (default 20)",
+    )
+    p.add_argument("--limit", type=_positive, help="stop after this many events")
 
     command(
         "doctor",

@@ -21,6 +21,9 @@ OUTPUTS = {
     "OptOutsTableName": "optouts_table",
     "ProviderSecretArn": "secret_arn",
     "CallbacksApiUrl": "api_url",
+    "EventBusName": "event_bus_name",
+    "HealthTableName": "health_table",
+    "RoutingRulesParameterName": "routing_parameter",
 }
 # Stack parameters naming the providers' base URLs.
 URL_PARAMETERS = {
@@ -47,6 +50,9 @@ class Target:
     secret_arn: str = ""
     dlq_url: str = ""
     api_url: str = ""
+    event_bus_name: str = ""  # the application events bus (`smsgate events`)
+    health_table: str = ""  # provider health (`smsgate providers`)
+    routing_parameter: str = ""  # routing rules (SSM parameter name)
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None  # moto server (local stack); None for AWS
@@ -86,6 +92,9 @@ def from_file(path: Path, region: str | None, profile: str | None) -> Target:
         secret_arn=data.get("secret_arn") or "",
         dlq_url=data.get("dlq_url") or "",
         api_url=data.get("api_url") or "",
+        event_bus_name=data.get("event_bus_name") or "",
+        health_table=data.get("health_table") or "",
+        routing_parameter=data.get("routing_parameter") or "",
         region=region or data.get("region") or "us-east-1",
         profile=profile,
         endpoint_url=data.get("endpoint_url") or None,
@@ -129,6 +138,9 @@ def from_env(region: str | None, profile: str | None) -> Target | None:
         status_table=env.get("STATUS_TABLE", ""),
         optouts_table=env.get("OPTOUTS_TABLE", ""),
         secret_arn=env.get("PROVIDER_SECRET", ""),
+        event_bus_name=env.get("EVENT_BUS_NAME", ""),
+        health_table=env.get("HEALTH_TABLE", ""),
+        routing_parameter=env.get("ROUTING_PARAMETER", ""),
         region=region,
         profile=profile,
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,

@@ -40,9 +40,14 @@ class Settings(BaseModel):
     secret_max_age: int = Field(default=300, ge=0)
     keyword_replies_parameter: str | None = None
     help_text: str = DEFAULT_HELP
+    # Routing and provider health (issue 8): the rules document (SSM) and the shared health table
+    routing_parameter: str | None = None
+    health_table: str | None = None
     # Retention (template parameters MessageRetentionDays / InboundTextRetentionDays)
     message_retention_days: int = Field(default=90, ge=1)
     inbound_text_retention_days: int = Field(default=30, ge=1)
+    # The application events bus (EventsFunction; template.yaml EventBus)
+    event_bus_name: str | None = None
 
     @field_validator("default_provider")
     @classmethod
@@ -75,8 +80,11 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         "secret_max_age": "SECRET_MAX_AGE",
         "keyword_replies_parameter": "KEYWORD_REPLIES_PARAMETER",
         "help_text": "HELP_TEXT",
+        "routing_parameter": "ROUTING_PARAMETER",
+        "health_table": "HEALTH_TABLE",
         "message_retention_days": "MESSAGE_RETENTION_DAYS",
         "inbound_text_retention_days": "INBOUND_TEXT_RETENTION_DAYS",
+        "event_bus_name": "EVENT_BUS_NAME",
     }
     values.update({field: env[var] for field, var in optional.items() if env.get(var)})
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .clients import ClientPool
+from .health import HealthBoard
 from .observability import count, gauge, logger
 from .providers import ProviderError
 
@@ -17,8 +18,8 @@ _said_no_api: set[str] = set()
 
 
 class CreditService:
-    def __init__(self, clients: ClientPool) -> None:
-        self.clients = clients
+    def __init__(self, clients: ClientPool, health: HealthBoard | None = None) -> None:
+        self.clients, self.health = clients, health
 
     def check_all(self) -> dict[str, Any]:
         """Balance per configured provider: a number, or the reason there is none."""
@@ -47,6 +48,8 @@ class CreditService:
                 results[provider] = f"failed: {exc.reason}"
                 continue
             gauge("CreditBalance", balance, provider)
+            if self.health is not None:  # senders skip a provider with no credit left
+                self.health.set_credit(provider, balance)
             logger.info("credit balance", extra={"provider": provider, "balance": balance})
             results[provider] = balance
         return results

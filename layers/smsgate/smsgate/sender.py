@@ -14,8 +14,9 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
@@ -23,10 +24,12 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, Valid
 from . import commercial
 from .clients import ClientPool
 from .config import Settings
+from .health import HealthBoard, Verdict
 from .observability import count, logger, mask
 from .phones import TEST_NUMBER, InvalidNumber, to_e164
 from .providers import PROVIDERS, OutboundSms, Outcome, OutcomeKind, ProviderClient, RuleViolation
-from .providers.base import Category, ProviderError
+from .providers.base import Category, Prepared, ProviderError
+from .routing import Plan, Router, RoutingConfig, estimated_cost
 from .status import FINAL, Status
 from .store import Store, now_iso
 
@@ -35,6 +38,10 @@ Text = Annotated[str, StringConstraints(strict=True)]
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MAX_VISIBILITY = 43_200  # SQS's ceiling for a visibility timeout (12 h)
 DEADLINE_MARGIN_MS = 3_000  # kept free after the slowest provider call, for the final write
+MAX_QUEUE_DELAY = 900  # SQS's ceiling for DelaySeconds (15 min)
+# Refusals after which another provider may carry the message: each says the provider (not the
+# message) is the problem, and each is definite — nothing was sent, so nothing can be sent twice.
+FAILOVER_CATEGORIES = frozenset({Category.AUTH, Category.CREDIT, Category.RATE_LIMIT})
 
 
 class QueueMessage(BaseModel):
@@ -50,6 +57,7 @@ class QueueMessage(BaseModel):
     express: StrictBool = False
     commercial: StrictBool = False
     sender: Text | None = None
+    failover: StrictBool | None = None  # issue 8: None = allowed unless `provider` is named
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,65 @@ class Job:
     def sms(self) -> OutboundSms:
         m = self.message
         return OutboundSms(self.id, self.to, m.text, m.subject, m.express, m.commercial, m.sender)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A provider that can carry the message: configured, and its rules accept it."""
+
+    provider: str
+    client: ProviderClient = field(repr=False)
+    prepared: Prepared = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A provider that cannot carry the message, and why (the message's error if none can)."""
+
+    provider: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Route:
+    plan: Plan
+    ready: list[Option]
+    refused: list[Refusal]
+
+
+@dataclass
+class Sending:
+    """One claimed message on its way out: the lease, the history it starts with, and every
+    provider attempt so far (kept on the record as `provider_attempts`)."""
+
+    job: Job
+    lease: str
+    queued: list[tuple[Status, str, str]]
+    receive_count: int
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    rule: str = ""
+    recorded: str = ""  # the provider the record names (a retry may have named another)
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def provider(self) -> str:
+        return self.job.provider
+
+    def facts(self) -> dict[str, Any]:
+        """Routing facts every write of the outcome carries."""
+        facts: dict[str, Any] = {"provider": self.provider}
+        if self.attempts:
+            facts["provider_attempts"] = self.attempts
+        if self.rule:
+            facts["route"] = self.rule
+        return facts
+
+    def log(self, **extra: Any) -> dict[str, Any]:
+        return {"message_id": self.id, "provider": self.provider, "to": mask(self.job.to), **extra}
 
 
 @dataclass(frozen=True)
@@ -145,12 +212,17 @@ class SendService:
         scheduler: Any = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_receive_count: int = 5,
+        routing: Callable[[], RoutingConfig] = RoutingConfig,
+        health: HealthBoard | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings, self.store, self.credentials = settings, store, credentials
         self._sqs, self._scheduler = sqs, scheduler
         self.clock = clock
         self.max_receive_count = max_receive_count
         self.clients = ClientPool(settings, credentials)
+        self.router = Router(routing, settings.default_provider, rng)
+        self.health = health
 
     # --- collaborators, built once per warm process ------------------------------------
 
@@ -187,35 +259,113 @@ class SendService:
     def process(self, item: Job | BadBody, opted_out: bool, receive_count: int) -> Result:
         if isinstance(item, BadBody):
             return self._fail_unclaimed(item)
+        sms = item.sms()
+        route = self.route(item, sms)
+        first = route.ready[0] if route.ready else route.refused[0]
+        item = replace(item, provider=first.provider)
         lease_seconds = (self.slowest_call_ms * 2 + DEADLINE_MARGIN_MS) / 1000
         claim = self.store.claim(item.id, self._record(item), lease_seconds)
         if not claim.won:
             return self._not_ours(item, claim.existing or {})
-        created_at = (claim.item or {}).get("created_at") or now_iso()
-        queued = [(Status.QUEUED, created_at, "send")]
-        lease = claim.lease
+        record = claim.item or {}
+        created_at = record.get("created_at") or now_iso()
+        s = Sending(
+            item,
+            claim.lease,
+            [(Status.QUEUED, created_at, "send")],
+            receive_count,
+            list(record.get("provider_attempts") or []),
+            route.plan.rule if route.plan.rule not in ("default", "named") else "",
+        )
+        s.recorded = str(record.get("provider") or item.provider)
         if opted_out:
-            return self._fail(item, lease, queued, "opted_out", "recipient has opted out")
-        client = self.client(item.provider)
-        if client is None:
-            return self._fail(
-                item,
-                lease,
-                queued,
-                "provider_not_configured",
-                f"provider {item.provider} has no credentials in the provider secret",
-            )
-        sms = item.sms()
-        try:
-            prepared = client.check(sms)
-        except RuleViolation as exc:
-            return self._fail(item, lease, queued, f"rule:{exc.rule}", str(exc))
-        if item.message.commercial and item.provider == "textinghouse":
-            held = self._hold_if_closed(item, lease, queued)
+            return self._fail(s, "opted_out", "recipient has opted out")
+        if not route.ready:
+            refusal = route.refused[0]
+            return self._fail(s, refusal.code, refusal.reason)
+        usable, waiting = self._healthy(route.ready)
+        if not usable:
+            return self._wait(s, waiting)
+        if item.message.commercial and usable[0].provider == "textinghouse":
+            s.job = replace(s.job, provider="textinghouse")
+            held = self._hold_if_closed(s)
             if held is not None:
                 return held
-        outcome = client.send(sms, prepared)
-        return self._settle(item, client, lease, queued, outcome, prepared.segments, receive_count)
+        return self._send(s, sms, usable)
+
+    def route(self, item: Job, sms: OutboundSms) -> Route:
+        """The providers that may carry `item`, in the router's order, with the ones that
+        cannot (not configured, or their rules refuse the message) and why."""
+        checks: dict[str, Option | Refusal] = {}
+        for provider in PROVIDERS:
+            client = self.client(provider)
+            if client is None:
+                checks[provider] = Refusal(
+                    provider,
+                    "provider_not_configured",
+                    f"provider {provider} has no credentials in the provider secret",
+                )
+                continue
+            try:
+                checks[provider] = Option(provider, client, client.check(sms))
+            except RuleViolation as exc:
+                checks[provider] = Refusal(provider, f"rule:{exc.rule}", str(exc))
+        segments = {p: c.prepared.segments for p, c in checks.items() if isinstance(c, Option)}
+        m = item.message
+        plan = self.router.plan(item.to, m.commercial, m.provider, m.failover, segments)
+        ready = [c for p in plan.providers if isinstance(c := checks[p], Option)]
+        refused = [c for p in plan.providers if isinstance(c := checks[p], Refusal)]
+        return Route(plan, ready, refused)
+
+    def _healthy(self, ready: list[Option]) -> tuple[list[Option], list[tuple[str, Verdict]]]:
+        if self.health is None:
+            return ready, []
+        usable, waiting = [], []
+        for option in ready:
+            verdict = self.health.verdict(option.provider)
+            if verdict.available:
+                usable.append(option)
+            else:
+                waiting.append((option.provider, verdict))
+        return usable, waiting
+
+    def _send(self, s: Sending, sms: OutboundSms, usable: list[Option]) -> Result:
+        """Send through the first usable provider; move to the next only after a definite
+        refusal that says the provider is the problem (FAILOVER_CATEGORIES)."""
+        for index, option in enumerate(usable):
+            s.job = replace(s.job, provider=option.provider)
+            if option.provider != s.recorded:
+                # The record names the provider being tried before the request goes out, so a
+                # sender that dies mid-request is settled with the right provider.
+                self.store.note(s.id, s.lease, s.facts())
+                s.recorded = option.provider
+            started = time.monotonic()
+            outcome = option.client.send(sms, option.prepared)
+            latency_ms = int((time.monotonic() - started) * 1000)
+            if self.health is not None:
+                self.health.observe(option.provider, outcome, latency_ms)
+            s.attempts.append(
+                {
+                    "provider": option.provider,
+                    "code": outcome.code,
+                    "outcome": outcome.kind.value,
+                    "at": now_iso(),
+                }
+            )
+            more = index + 1 < len(usable)
+            if (
+                more
+                and outcome.kind is OutcomeKind.RETRYABLE
+                and outcome.category in FAILOVER_CATEGORIES
+            ):
+                count("SendFailedOver", option.provider, reason=outcome.category.value)
+                logger.warning(
+                    "provider refused: failing over to the next provider",
+                    extra=s.log(code=outcome.code, next=usable[index + 1].provider),
+                )
+                continue
+            return self._settle(s, option, outcome)
+        raise AssertionError("unreachable: the last option always settles")
 
     @staticmethod
     def _record(item: Job) -> dict[str, Any]:
@@ -231,70 +381,54 @@ class SendService:
             "sender": m.sender,
         }
 
-    def _settle(
-        self,
-        item: Job,
-        client: ProviderClient,
-        lease: str,
-        queued: list[tuple[Status, str, str]],
-        outcome: Outcome,
-        segments: int,
-        receive_count: int,
-    ) -> Result:
-        log = {
-            "message_id": item.id,
-            "provider": item.provider,
-            "to": mask(item.to),
-            "outcome": outcome.kind.value,
-            "code": outcome.code,
-        }
+    def _cost(self, provider: str, segments: int) -> Decimal | None:
+        cost = estimated_cost(self.router.config(), provider, segments)
+        return None if cost is None else Decimal(str(cost))
+
+    def _settle(self, s: Sending, option: Option, outcome: Outcome) -> Result:
+        segments = option.prepared.segments
         if outcome.kind is OutcomeKind.SENT:
             facts = {
+                **s.facts(),
                 "provider_message_id": outcome.provider_message_id,
                 "segments": segments,
+                "cost_estimate": self._cost(s.provider, segments),
                 "sent_at": now_iso(),
             }
             if not self.store.advance(
-                item.id,
+                s.id,
                 Status.SENT,
                 source="send",
                 raw=outcome.code,
                 attrs=facts,
-                lease=lease,
-                extra_history=queued,
+                lease=s.lease,
+                extra_history=s.queued,
                 clear=("error_code", "error"),
             ):
                 # A receipt got there first (status is already past `sent`): keep the facts.
                 self.store.set_attrs(
-                    item.id, lease, {k: v for k, v in facts.items() if v is not None}
+                    s.id, s.lease, {k: v for k, v in facts.items() if v is not None}
                 )
-            count("MessagesSent", item.provider)
-            logger.info("message sent", extra=log)
+            count("MessagesSent", s.provider)
+            logger.info("message sent", extra=s.log(outcome=outcome.kind.value, code=outcome.code))
             return Done(Status.SENT.value, outcome.code)
         if outcome.kind is OutcomeKind.REJECTED:
-            if outcome.opt_out and item.to != TEST_NUMBER:
+            if outcome.opt_out and s.job.to != TEST_NUMBER:
                 self.store.add_opt_out(
-                    item.to, how=f"provider code {outcome.code}", provider=item.provider
+                    s.job.to, how=f"provider code {outcome.code}", provider=s.provider
                 )
-            return self._fail(item, lease, queued, outcome.code, outcome.reason)
+            return self._fail(s, outcome.code, outcome.reason)
         if outcome.kind is OutcomeKind.RETRYABLE:
-            return self._retry(item, lease, outcome, receive_count)
-        return self._settle_unknown(item, client, lease, queued, outcome, segments, receive_count)
+            return self._retry(s, outcome)
+        return self._settle_unknown(s, option.client, outcome, segments)
 
     def _settle_unknown(
-        self,
-        item: Job,
-        client: ProviderClient,
-        lease: str,
-        queued: list[tuple[Status, str, str]],
-        outcome: Outcome,
-        segments: int,
-        receive_count: int,
+        self, s: Sending, client: ProviderClient, outcome: Outcome, segments: int
     ) -> Result:
         """The request may have reached the provider. Ask it (TextingHouse can say, by our id)
         before anything else; never resend on a guess."""
         if client.has_status:
-            lookup = self._lookup(client, item.id)
+            lookup = self._lookup(client, s.id)
             if lookup is not None and not lookup.found:
                 # TextingHouse has no message with our id: the request never arrived.
                 no_send = Outcome(
@@ -304,42 +438,44 @@ class SendService:
                     f"{outcome.reason}; provider has no record of it, resending",
                     retry_after=5,
                 )
-                return self._retry(item, lease, no_send, receive_count)
+                return self._retry(s, no_send)
             if lookup is not None and lookup.status is not None:
-                history = [*queued]
+                history = [*s.queued]
                 if lookup.status is not Status.SENT:
                     history.append((Status.SENT, now_iso(), "poll"))
                 self.store.advance(
-                    item.id,
+                    s.id,
                     lookup.status,
                     source="poll",
                     raw=lookup.code,
-                    attrs={"segments": segments, "sent_at": now_iso()},
-                    lease=lease,
+                    attrs={
+                        **s.facts(),
+                        "segments": segments,
+                        "cost_estimate": self._cost(s.provider, segments),
+                        "sent_at": now_iso(),
+                    },
+                    lease=s.lease,
                     extra_history=history,
                     clear=("error_code", "error"),
                 )
-                count("MessagesSent", item.provider)
+                count("MessagesSent", s.provider)
                 return Done(lookup.status.value, lookup.code)
         self.store.advance(
-            item.id,
+            s.id,
             Status.UNKNOWN,
             source="send",
             raw=outcome.code,
-            attrs={"error_code": outcome.code, "error": outcome.reason, "segments": segments},
-            lease=lease,
-            extra_history=queued,
-        )
-        count("SendUnknown", item.provider)
-        logger.warning(
-            "no usable answer: outcome unknown",
-            extra={
-                "message_id": item.id,
-                "provider": item.provider,
-                "to": mask(item.to),
-                "code": outcome.code,
+            attrs={
+                **s.facts(),
+                "error_code": outcome.code,
+                "error": outcome.reason,
+                "segments": segments,
             },
+            lease=s.lease,
+            extra_history=s.queued,
         )
+        count("SendUnknown", s.provider)
+        logger.warning("no usable answer: outcome unknown", extra=s.log(code=outcome.code))
         return Done(Status.UNKNOWN.value, outcome.code)
 
     def _lookup(self, client: ProviderClient, message_id: str) -> Any:
@@ -354,28 +490,30 @@ class SendService:
             )
             return None
 
-    def _retry(self, item: Job, lease: str, outcome: Outcome, receive_count: int) -> Retry:
+    def _retry(self, s: Sending, outcome: Outcome) -> Retry:
         self.store.release(
-            item.id,
-            lease,
-            {"error_code": outcome.code, "error": outcome.reason, "last_attempt_at": now_iso()},
+            s.id,
+            s.lease,
+            {
+                **s.facts(),
+                "error_code": outcome.code,
+                "error": outcome.reason,
+                "last_attempt_at": now_iso(),
+            },
         )
-        count("SendRetried", item.provider)
+        count("SendRetried", s.provider)
         if outcome.category is Category.AUTH:
-            count("ProviderAuthFailed", item.provider)
+            count("ProviderAuthFailed", s.provider)
         elif outcome.category is Category.CREDIT:
-            count("ProviderCreditExhausted", item.provider)
-        delay = backoff(outcome.retry_after, receive_count)
-        extra = {
-            "message_id": item.id,
-            "to": mask(item.to),
-            "provider": item.provider,
-            "code": outcome.code,
-            "reason": outcome.reason,
-            "retry_in": delay,
-            "receive_count": receive_count,
-        }
-        if receive_count >= self.max_receive_count:
+            count("ProviderCreditExhausted", s.provider)
+        delay = backoff(outcome.retry_after, s.receive_count)
+        extra = s.log(
+            code=outcome.code,
+            reason=outcome.reason,
+            retry_in=delay,
+            receive_count=s.receive_count,
+        )
+        if s.receive_count >= self.max_receive_count:
             logger.error(
                 "retries exhausted: the message goes to the dead-letter queue", extra=extra
             )
@@ -383,34 +521,51 @@ class SendService:
             logger.warning("retryable outcome: the message comes back later", extra=extra)
         return Retry(delay, f"{outcome.code}: {outcome.reason}")
 
-    def _fail(
-        self,
-        item: Job,
-        lease: str,
-        queued: list[tuple[Status, str, str]],
-        code: str,
-        reason: str,
-    ) -> Done:
+    def _wait(self, s: Sending, waiting: list[tuple[str, Verdict]]) -> Result:
+        """Every provider that could carry the message is cooling down (unhealthy, out of
+        credit): the message waits — re-queued with a delay, so a long outage never walks it
+        to the dead-letter queue — and `MessagesWaiting` (alarmed) says which provider and why."""
+        now = time.time()
+        until = min(v.until for _, v in waiting)
+        delay = max(30, min(MAX_QUEUE_DELAY, int(until - now) + 1))
+        why = "; ".join(f"{p}: {v.reason}" for p, v in waiting)
+        self.store.release(
+            s.id,
+            s.lease,
+            {
+                **s.facts(),
+                "error_code": "provider_unavailable",
+                "error": f"waiting for a provider ({why})",
+                "last_attempt_at": now_iso(),
+            },
+        )
+        for provider, verdict in waiting:
+            count("MessagesWaiting", provider, reason=verdict.reason)
+        logger.warning(
+            "no healthy provider: the message waits",
+            extra=s.log(waiting_for=why, retry_in=delay),
+        )
+        if self.settings.send_queue_url:
+            self.sqs.send_message(
+                QueueUrl=self.settings.send_queue_url,
+                MessageBody=json.dumps(s.job.body),
+                DelaySeconds=delay,
+            )
+            return Done(Status.QUEUED.value, "waiting")
+        return Retry(delay, f"waiting for a provider ({why})")
+
+    def _fail(self, s: Sending, code: str, reason: str) -> Done:
         self.store.advance(
-            item.id,
+            s.id,
             Status.FAILED,
             source="send",
             raw=code,
-            attrs={"error_code": code, "error": reason},
-            lease=lease,
-            extra_history=queued,
+            attrs={**s.facts(), "error_code": code, "error": reason},
+            lease=s.lease,
+            extra_history=s.queued,
         )
-        count("MessagesFailed", item.provider, reason=failure_reason(code))
-        logger.info(
-            "message failed",
-            extra={
-                "message_id": item.id,
-                "provider": item.provider,
-                "to": mask(item.to),
-                "code": code,
-                "reason": reason,
-            },
-        )
+        count("MessagesFailed", s.provider, reason=failure_reason(code))
+        logger.info("message failed", extra=s.log(code=code, reason=reason))
         return Done(Status.FAILED.value, code)
 
     def _fail_unclaimed(self, bad: BadBody) -> Done:
@@ -447,8 +602,10 @@ class SendService:
 
     def _recover_stale(self, item: Job, existing: Mapping[str, Any]) -> Result:
         """A sender stopped between its request and its record. What it sent is unknown;
-        TextingHouse can tell us, the others cannot."""
+        TextingHouse can tell us, the others cannot. The record names the provider it was
+        sending through (routing may have picked another than this delivery would)."""
         lease = str(existing.get("lease", ""))
+        item = replace(item, provider=str(existing.get("provider") or item.provider))
         client = self.client(item.provider)
         lookup = self._lookup(client, item.id) if client is not None else None
         if lookup is not None and not lookup.found:
@@ -475,9 +632,8 @@ class SendService:
 
     # --- commercial hours ------------------------------------------------------------------
 
-    def _hold_if_closed(
-        self, item: Job, lease: str, queued: list[tuple[Status, str, str]]
-    ) -> Result | None:
+    def _hold_if_closed(self, s: Sending) -> Result | None:
+        item = s.job
         now = self.clock()
         spec = self.settings.commercial_windows
         if commercial.is_open(now, item.to, spec):
@@ -491,7 +647,7 @@ class SendService:
         )
         if not (group and role and arn) or wait <= 60:
             # No scheduler configured (or the window opens within a minute): SQS holds it.
-            self.store.release(item.id, lease, {"not_before": now_iso(opens)})
+            self.store.release(item.id, s.lease, {**s.facts(), "not_before": now_iso(opens)})
             return Retry(min(wait, MAX_VISIBILITY), "commercial message outside its window")
         name = f"hold-{item.id}-{int(opens.timestamp())}"
         self.scheduler.create_schedule(
@@ -508,9 +664,9 @@ class SendService:
             Status.SCHEDULED,
             source="send",
             raw="commercial_window",
-            attrs={"not_before": now_iso(opens), "schedule_name": name},
-            lease=lease,
-            extra_history=queued,
+            attrs={**s.facts(), "not_before": now_iso(opens), "schedule_name": name},
+            lease=s.lease,
+            extra_history=s.queued,
         )
         count("MessagesScheduled", item.provider)
         logger.info(
@@ -593,6 +749,9 @@ class Batch:
         }
         numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
         self.opted_out = service.store.opted_out(numbers) if numbers else set()
+        if service.health is not None and numbers:
+            # One read of every configured provider's health for the whole batch.
+            service.health.load(service.clients.configured())
         self.delays: dict[str, int] = {}
         self.results: dict[str, Result] = {}
 
@@ -615,6 +774,11 @@ class Batch:
     def finish(self, response: Mapping[str, Any], records: list[Mapping[str, Any]]) -> None:
         """Set each failed record's visibility from its outcome's delay."""
         handles = {r["messageId"]: r.get("receiptHandle", "") for r in records}
+        if self.service.health is not None:
+            try:
+                self.service.health.flush()
+            except Exception:  # health is advice: losing one batch's counts loses no message
+                logger.exception("could not record provider health")
         for failure in response.get("batchItemFailures", []):
             message_id = failure["itemIdentifier"]
             delay = self.delays.get(message_id)

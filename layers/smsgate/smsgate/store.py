@@ -168,6 +168,11 @@ class Store:
         """Record facts (provider id, parts) without touching the status."""
         return self._update_if_leased(message_id, lease, {**attrs, "lease": ""})
 
+    def note(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
+        """Record facts while keeping the lease (the provider a failover moves to, before its
+        request goes out)."""
+        return self._update_if_leased(message_id, lease, attrs)
+
     def _update_if_leased(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
         attrs = {**attrs, "updated_at": now_iso()}
         try:

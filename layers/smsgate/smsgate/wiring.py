@@ -32,12 +32,65 @@ def store() -> Store:
     )
 
 
+class RoutingSource:
+    """The routing rules from their SSM parameter (cached by Powertools for a minute, so an
+    edit takes effect without a redeploy). A document that fails validation is reported and
+    the last good one kept — a typo must not stop sending."""
+
+    def __init__(self, parameter: str | None) -> None:
+        from .routing import RoutingConfig
+
+        self.parameter = parameter
+        self.good = RoutingConfig()
+
+    def __call__(self) -> Any:
+        if not self.parameter:
+            return self.good
+        from aws_lambda_powertools.utilities import parameters
+
+        from .observability import count, logger
+        from .routing import RoutingConfig, RoutingError
+
+        try:
+            raw = parameters.get_parameter(self.parameter, transform="json", max_age=60)
+            self.good = RoutingConfig.parse(raw)
+        except (RoutingError, parameters.exceptions.TransformParameterError) as exc:
+            count("RoutingRulesInvalid")
+            logger.error(
+                "routing rules rejected; keeping the last good ones", extra={"error": str(exc)}
+            )
+        return self.good
+
+
+@lru_cache(maxsize=1)
+def routing() -> Any:
+    return RoutingSource(settings().routing_parameter)
+
+
+@lru_cache(maxsize=1)
+def health_board() -> Any:
+    """Provider health shared through the health table (None when the stack has none)."""
+    config = settings()
+    if not config.health_table:
+        return None
+    from .health import HealthBoard
+
+    source = routing()
+    return HealthBoard(config.health_table, store().db, lambda: source().health)
+
+
 @lru_cache(maxsize=1)
 def send_service() -> Any:
     from .sender import SendService
 
     config = settings()
-    return SendService(config, store(), lambda: provider_credentials(config))
+    return SendService(
+        config,
+        store(),
+        lambda: provider_credentials(config),
+        routing=routing(),
+        health=health_board(),
+    )
 
 
 def callback_token(config: Settings) -> str:
@@ -70,7 +123,7 @@ def credit_service() -> Any:
     from .credit import CreditService
 
     config = settings()
-    return CreditService(ClientPool(config, lambda: provider_credentials(config)))
+    return CreditService(ClientPool(config, lambda: provider_credentials(config)), health_board())
 
 
 @lru_cache(maxsize=1)
@@ -84,3 +137,18 @@ def reconcile_service() -> Any:
         ClientPool(config, lambda: provider_credentials(config)),
         ReconcileSettings.from_env(),
     )
+
+
+@lru_cache(maxsize=1)
+def event_publisher() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    from .config import ConfigError
+    from .events import Publisher
+
+    config = settings()
+    if not config.event_bus_name:
+        raise ConfigError("invalid smsgate configuration: EVENT_BUS_NAME is not set")
+    client = boto3.client("events", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    return Publisher(client, config.event_bus_name, config.messages_table, config.optouts_table)

@@ -1,0 +1,326 @@
+"""Provider health (issue 8), shared by every concurrent sender through DynamoDB.
+
+The health table (`HEALTH_TABLE`, key `provider` + `slot`) holds, per provider:
+- `w#<epoch minute>` items: answers, errors and summed latency of that minute (TTL'd), so the
+  error rate and mean latency over the sliding window are one Query away;
+- one `state` item: `unhealthy_until` (epoch seconds) and `reason` while the provider is skipped,
+  `probe_until` while one sender probes it after the cool-down, and the last `credit` balance the
+  credit check saw.
+
+A definite refusal (authentication, credit) marks the provider unhealthy at once; errors and
+slowness mark it when the window's figures cross the policy's limits. After the cool-down one
+sender wins a conditional write and probes the provider with a real message: an answer clears
+the state, a failure starts another cool-down. A send answers first and writes its counters once
+per batch (`flush`), so health costs the happy path one read and one write per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .observability import count, gauge, logger
+from .providers import Category, Outcome, OutcomeKind
+from .routing import HealthPolicy
+from .store import from_item, to_item
+
+STATE = "state"
+PROBE_SECONDS = 60  # how long a probe is reserved for the sender that won it
+BUCKET_SECONDS = 60
+BUCKET_TTL_SECONDS = 3600 + 600  # beyond the longest window the policy allows
+# Refusals that say the provider (not the message) is the problem: skip it now.
+IMMEDIATE = {Category.AUTH: "auth", Category.CREDIT: "credit"}
+# Outcomes that count as the provider failing in the window. A refused message (invalid
+# number, opt-out) or a flood refusal (one text to one number per 10 s) is the provider
+# working as documented, so it counts as an answer, not an error.
+ERROR_CATEGORIES = {
+    Category.AUTH,
+    Category.CREDIT,
+    Category.RATE_LIMIT,
+    Category.PROVIDER_ERROR,
+    Category.NETWORK,
+    Category.NO_ANSWER,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    available: bool
+    reason: str = ""
+    until: float = 0.0  # when the provider may be tried again (epoch seconds)
+    probe: bool = False  # this sender won the probe after a cool-down
+
+
+@dataclass
+class Tally:
+    answers: int = 0
+    errors: int = 0
+    latency_ms: int = 0
+    timed: int = 0
+
+
+@dataclass
+class WindowFigures:
+    samples: int
+    errors: int
+    mean_latency_ms: float
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.samples if self.samples else 0.0
+
+
+@dataclass
+class HealthBoard:
+    table: str
+    db: Any
+    policy: Callable[[], HealthPolicy]
+    clock: Callable[[], float] = time.time
+    _states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _tallies: dict[str, Tally] = field(default_factory=dict)
+    _probing: set[str] = field(default_factory=set)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self, providers: Iterable[str]) -> None:
+        """Read the state of `providers` (one BatchGetItem): the batch's view of health. A
+        probe won in an earlier batch but never sent is let go (it expires on its own)."""
+        self._probing.clear()
+        wanted = sorted(set(providers))
+        if not wanted:
+            return
+        keys = [{"provider": {"S": p}, "slot": {"S": STATE}} for p in wanted]
+        answer = self.db.batch_get_item(
+            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+        )
+        found = {
+            str(item["provider"]): item
+            for item in map(from_item, answer.get("Responses", {}).get(self.table, []))
+        }
+        unread = answer.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+        for provider in wanted:
+            if any(k["provider"]["S"] == provider for k in unread):
+                continue  # throttled: keep what we knew; health is advice, not a lock
+            self._states[provider] = found.get(provider, {})
+
+    def verdict(self, provider: str) -> Verdict:
+        """May `provider` be tried now? After a cool-down, only by the sender that wins the
+        probe; the others keep skipping it until the probe has answered."""
+        if provider in self._probing:
+            return Verdict(True, probe=True)
+        state = self._states.get(provider)
+        if state is None:
+            self.load([provider])
+            state = self._states.get(provider, {})
+        until = float(state.get("unhealthy_until", 0) or 0)
+        if not until:
+            return Verdict(True)
+        reason = str(state.get("reason", "unhealthy"))
+        now = self.clock()
+        if now < until:
+            return Verdict(False, reason, until)
+        if self._win_probe(provider, until, now):
+            self._probing.add(provider)
+            logger.info("probing provider after its cool-down", extra={"provider": provider})
+            return Verdict(True, reason, until, probe=True)
+        return Verdict(False, reason, now + PROBE_SECONDS)
+
+    def _win_probe(self, provider: str, until: float, now: float) -> bool:
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=self._key(provider, STATE),
+                UpdateExpression="SET probe_until = :probe",
+                ConditionExpression=(
+                    "unhealthy_until = :until AND "
+                    "(attribute_not_exists(probe_until) OR probe_until < :now)"
+                ),
+                ExpressionAttributeValues=to_item(
+                    {":probe": int(now) + PROBE_SECONDS, ":until": _number(until), ":now": int(now)}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                self._states.pop(provider, None)  # somebody changed it: read again next time
+                return False
+            raise
+        return True
+
+    # --- observing -------------------------------------------------------------------------
+
+    def observe(self, provider: str, outcome: Outcome, latency_ms: int | None) -> None:
+        """Count one send's answer; a definite refusal marks the provider at once, and the
+        probe's answer decides whether it is healthy again."""
+        tally = self._tallies.setdefault(provider, Tally())
+        failed = outcome.kind is OutcomeKind.UNKNOWN or (
+            outcome.kind is OutcomeKind.RETRYABLE and outcome.category in ERROR_CATEGORIES
+        )
+        tally.answers += 1
+        tally.errors += int(failed)
+        if latency_ms is not None and outcome.category is not Category.NETWORK:
+            tally.latency_ms += latency_ms
+            tally.timed += 1
+        immediate = IMMEDIATE.get(outcome.category)
+        if immediate and outcome.kind is OutcomeKind.RETRYABLE:
+            self.mark_unhealthy(provider, immediate)
+        elif provider in self._probing:
+            if failed:
+                self.mark_unhealthy(provider, "probe_failed")
+            else:
+                self.clear(provider)
+
+    def mark_unhealthy(self, provider: str, reason: str) -> None:
+        now = self.clock()
+        until = now + self.policy().cooldown_seconds
+        answer = self.db.update_item(
+            TableName=self.table,
+            Key=self._key(provider, STATE),
+            UpdateExpression="SET unhealthy_until = :until, reason = :reason, since = :now "
+            "REMOVE probe_until",
+            ExpressionAttributeValues=to_item(
+                {":until": _number(until), ":reason": reason, ":now": int(now)}
+            ),
+            ReturnValues="UPDATED_OLD",
+        )
+        self._probing.discard(provider)
+        was = from_item(answer.get("Attributes", {}))
+        self._states[provider] = {
+            **self._states.get(provider, {}),
+            "unhealthy_until": until,
+            "reason": reason,
+        }
+        if float(was.get("unhealthy_until", 0) or 0) <= now:  # a change, not a repeat
+            count("ProviderMarkedUnhealthy", provider, reason=reason)
+            logger.warning(
+                "provider marked unhealthy: skipped until its cool-down ends",
+                extra={"provider": provider, "reason": reason, "cooldown_until": int(until)},
+            )
+
+    def clear(self, provider: str, only_reason: str | None = None) -> bool:
+        """The provider is healthy again (a probe answered, or credit came back)."""
+        condition = "attribute_exists(unhealthy_until)"
+        values: dict[str, Any] = {}
+        if only_reason:
+            condition += " AND reason = :reason"
+            values[":reason"] = only_reason
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=self._key(provider, STATE),
+                UpdateExpression="REMOVE unhealthy_until, reason, probe_until, since",
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": to_item(values)} if values else {}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        finally:
+            self._probing.discard(provider)
+        state = self._states.get(provider, {})
+        for key in ("unhealthy_until", "reason", "probe_until", "since"):
+            state.pop(key, None)
+        count("ProviderRecovered", provider)
+        logger.info("provider healthy again", extra={"provider": provider})
+        return True
+
+    def set_credit(self, provider: str, balance: float) -> None:
+        """The credit check's balance: none left marks the provider (reason `credit`); credit
+        back clears a credit mark (and only that)."""
+        self.db.update_item(
+            TableName=self.table,
+            Key=self._key(provider, STATE),
+            UpdateExpression="SET credit = :credit, credit_at = :now",
+            ExpressionAttributeValues=to_item(
+                {":credit": Decimal(str(balance)), ":now": int(self.clock())}
+            ),
+        )
+        if balance <= 0:
+            self.mark_unhealthy(provider, "credit")
+        else:
+            self.clear(provider, only_reason="credit")
+
+    # --- writing the window ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Add this batch's counts to the current minute; judge the window when it saw an error
+        or a slow answer; publish each known provider's health as a metric (for its alarm)."""
+        tallies, self._tallies = self._tallies, {}
+        policy = self.policy()
+        now = self.clock()
+        bucket = int(now) // BUCKET_SECONDS * BUCKET_SECONDS
+        for provider, tally in tallies.items():
+            self.db.update_item(
+                TableName=self.table,
+                Key=self._key(provider, f"w#{bucket:011d}"),
+                UpdateExpression="ADD answers :a, errors :e, latency_ms :l, timed :t "
+                "SET expires_at = :exp",
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":a": tally.answers,
+                        ":e": tally.errors,
+                        ":l": tally.latency_ms,
+                        ":t": tally.timed,
+                        ":exp": bucket + BUCKET_TTL_SECONDS,
+                    }
+                ),
+            )
+            slow = tally.timed and tally.latency_ms / tally.timed >= policy.max_latency_ms
+            if not (tally.errors or slow) or not self.verdict_cached(provider):
+                continue
+            figures = self.window(provider, now)
+            if figures.samples < policy.min_samples:
+                continue
+            if figures.error_rate >= policy.max_error_rate:
+                self.mark_unhealthy(provider, "errors")
+            elif figures.mean_latency_ms >= policy.max_latency_ms:
+                self.mark_unhealthy(provider, "latency")
+        for provider in sorted(self._states):
+            gauge("ProviderHealthy", 1.0 if self.verdict_cached(provider) else 0.0, provider)
+
+    def verdict_cached(self, provider: str) -> bool:
+        """Healthy as this sender last saw it (no reads, no probe)."""
+        until = float(self._states.get(provider, {}).get("unhealthy_until", 0) or 0)
+        return not until or self.clock() >= until
+
+    def window(self, provider: str, now: float | None = None) -> WindowFigures:
+        """Answers, errors and mean latency over the policy's sliding window."""
+        now = self.clock() if now is None else now
+        start = int(now - self.policy().window_seconds) // BUCKET_SECONDS * BUCKET_SECONDS
+        items = self.db.query(
+            TableName=self.table,
+            KeyConditionExpression="provider = :p AND slot BETWEEN :from AND :to",
+            ExpressionAttributeValues=to_item(
+                {":p": provider, ":from": f"w#{start:011d}", ":to": f"w#{int(now):011d}"}
+            ),
+            ConsistentRead=True,
+        )["Items"]
+        rows = [from_item(i) for i in items]
+        timed = sum(int(r.get("timed", 0)) for r in rows)
+        return WindowFigures(
+            samples=sum(int(r.get("answers", 0)) for r in rows),
+            errors=sum(int(r.get("errors", 0)) for r in rows),
+            mean_latency_ms=sum(int(r.get("latency_ms", 0)) for r in rows) / timed if timed else 0,
+        )
+
+    def state(self, provider: str) -> dict[str, Any]:
+        """The stored state of `provider` without its key (for the CLI and tests)."""
+        item = self.db.get_item(
+            TableName=self.table, Key=self._key(provider, STATE), ConsistentRead=True
+        ).get("Item")
+        state = from_item(item) if item else {}
+        return {k: v for k, v in state.items() if k not in ("provider", "slot")}
+
+    @staticmethod
+    def _key(provider: str, slot: str) -> dict[str, Any]:
+        return {"provider": {"S": provider}, "slot": {"S": slot}}
+
+
+def _number(value: float) -> Any:
+    """DynamoDB numbers via the serializer need Decimal-safe values: whole seconds suffice."""
+    return int(value)
