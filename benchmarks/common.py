@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smsgate_local.harness import LambdaContext, load_function  # noqa: F401 - bench imports it here
+from smsgate_local.harness import (  # noqa: F401 - bench and soak import them from here
+    PATCH_NOTE,
+    LambdaContext,
+    cheap_transaction_snapshots,
+    load_function,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -290,76 +295,3 @@ def machine() -> dict[str, Any]:
 
 def null_stream() -> io.TextIOBase:
     return open(os.devnull, "w")
-
-
-def cheap_transaction_snapshots() -> str:
-    """moto 5.x snapshots, for its rollback, a deep copy of every table a TransactWriteItems
-    touches, once per item of the transaction: O(table size) per call, so a run that writes
-    thousands of items measures moto's copying (measured: 14 ms per call at 2000 messages,
-    growing, and gigabytes of memory in the moto server). Here the rollback snapshot holds
-    only the items the transaction names (deep copies of those, or their absence), restored
-    when moto cancels the transaction: the same result, O(items in the transaction)."""
-    import copy
-    import types
-
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models import table as table_module
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    models = sys.modules["moto.dynamodb.models"]
-    if getattr(DynamoDBBackend.transact_write_items, "_cheap", False):
-        return PATCH_NOTE
-
-    def no_table_copy(value: Any, memo: Any = None) -> Any:
-        if isinstance(value, table_module.Table):
-            return value  # moto's own rollback becomes a no-op; ours below restores
-        return copy.deepcopy(value, memo)
-
-    models.copy = types.SimpleNamespace(deepcopy=no_table_copy, copy=copy.copy)  # type: ignore[attr-defined]
-    original = DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
-        saved = []
-        for entry in transact_items:
-            _, op = next(iter(entry.items()))
-            table = self.tables.get(op.get("TableName"))
-            raw = op.get("Key") or op.get("Item")
-            if table is None or not raw or table.hash_key_attr not in raw:
-                continue
-            h = DynamoType(raw[table.hash_key_attr])
-            r = DynamoType(raw[table.range_key_attr]) if table.range_key_attr else None
-            if h not in table.items:
-                old = None
-            elif r is None:
-                old = copy.deepcopy(table.items[h])
-            else:
-                inner = table.items[h]
-                old = copy.deepcopy(inner[r]) if r in inner else None
-            saved.append((table, h, r, old))
-        try:
-            return original(self, transact_items)
-        except Exception:
-            for table, h, r, old in reversed(saved):
-                if r is None:
-                    if old is None:
-                        table.items.pop(h, None)
-                    else:
-                        table.items[h] = old
-                elif old is None:
-                    if h in table.items:
-                        table.items[h].pop(r, None)
-                        if not table.items[h]:
-                            del table.items[h]
-                else:
-                    table.items[h][r] = old
-            raise
-
-    transact_write_items._cheap = True  # type: ignore[attr-defined]
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    return PATCH_NOTE
-
-
-PATCH_NOTE = (
-    "moto.dynamodb TransactWriteItems: rollback snapshot of the named items only, "
-    "not a deepcopy of whole tables"
-)

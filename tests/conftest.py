@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from smsgate_local.harness import LambdaContext, load_function  # noqa: F401 - the tests import it from here
+from smsgate_local.harness import (  # noqa: F401 - the tests import them from here
+    LambdaContext,
+    cheap_transaction_snapshots,
+    load_function,
+)
 
 # Fake credentials before boto3 is imported anywhere: nothing in the tests reaches AWS.
 os.environ.update(
@@ -26,6 +30,11 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 pytest_plugins = ["smsgate_sim.pytest_plugin"]
+
+# moto deep-copies every table a transaction touches (and, with streams, every stream record)
+# for its rollback: O(table) per TransactWriteItems. The stand-in is patched to snapshot only
+# the items the transaction names (smsgate_local.harness; the same result, tested there).
+cheap_transaction_snapshots()
 
 CALLBACK_TOKEN = "test-callback-token-0123456789abcdef"
 SIM_USER, SIM_PASS = "smsgate", "local-secret"
@@ -69,7 +78,9 @@ def stack(aws: None, sims: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
 
 
 def _clear_caches() -> None:
+    import boto3
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
     from smsgate import config, wiring
 
@@ -81,6 +92,11 @@ def _clear_caches() -> None:
     wiring.routing.cache_clear()
     wiring.health_board.cache_clear()
     parameters.clear_caches()
+    # Powertools would build each provider on a new boto3 session, loading its service model
+    # from disk (~50 ms a test); boto3's default session keeps the models it loaded.
+    session = boto3._get_default_session()
+    DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_session=session)
+    DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_session=session)
 
 
 @pytest.fixture

@@ -523,15 +523,17 @@ def test_streams_feed_the_events_function(template: dict[str, Any]) -> None:
             "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
         }
         assert p.get("ParallelizationFactor", 1) == 1  # per-shard order
-    (policy,) = fn["Policies"]
-    assert policy["Statement"] == [
-        {
-            "Sid": "PublishEvents",
-            "Effect": "Allow",
-            "Action": "events:PutEvents",
-            "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]},
-        }
+    # its own role: the streams it reads, its dead-letter queue, the bus (tests/test_privileges)
+    assert fn["Role"] == {"Fn::GetAtt": ["EventsFunctionRole", "Arn"]}
+    (policy,) = r["EventsFunctionRole"]["Properties"]["Policies"]
+    by_sid = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+    assert by_sid["PublishEvents"]["Action"] == "events:PutEvents"
+    assert by_sid["PublishEvents"]["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    assert by_sid["ReadTableStreams"]["Resource"] == [
+        {"Fn::Sub": "${MessagesTable.Arn}/stream/*"},
+        {"Fn::Sub": "${OptOutsTable.Arn}/stream/*"},
     ]
+    assert by_sid["FailedBatches"]["Resource"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
     dlq = r["EventsDeadLetterQueue"]["Properties"]
     assert dlq["KmsMasterKeyId"] == r["SendDeadLetterQueue"]["Properties"]["KmsMasterKeyId"]
     alarm = r["EventsDeadLetterQueueNotEmpty"]["Properties"]

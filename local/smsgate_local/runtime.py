@@ -179,12 +179,35 @@ def load_functions(
 # --------------------------------------------------------------------------- SQS poller
 
 
-class SqsPoller:
+class _Worker:
+    """A daemon thread running the subclass's `_run` until `stop()` sets `stop_event`."""
+
+    thread_name = "worker"
+    stop_event: threading.Event
+    thread: threading.Thread | None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+            self.thread = None
+
+
+class SqsPoller(_Worker):
     """Lambda's SQS event source for one function: long-polls, gathers up to ``batch_size``
     records within ``window`` seconds, invokes, deletes the successes; batch item failures (and
     every record of a failed invocation) stay, and come back when their visibility timeout
     ends (the handler may have changed it). The queue's own RedrivePolicy moves a message to
     the DLQ once received maxReceiveCount times (moto server applies it on receive)."""
+
+    thread_name = "sqs-poller"
 
     def __init__(
         self,
@@ -204,16 +227,6 @@ class SqsPoller:
         self.thread: threading.Thread | None = None
         self.invocations = 0
         self.errors = 0
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-            self.thread = None
 
     def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(
@@ -300,7 +313,7 @@ class SqsPoller:
 # --------------------------------------------------------------------------- DynamoDB streams
 
 
-class StreamPoller:
+class StreamPoller(_Worker):
     """Lambda's DynamoDB Streams event source for one function and one table's stream: reads
     each shard in order, invokes with up to ``batch_size`` records in Lambda's event shape
     (``eventSourceARN`` added, ``ApproximateCreationDateTime`` in epoch seconds), and reads
@@ -313,6 +326,8 @@ class StreamPoller:
     done): moto replaces a table's stream object when it rolls back a failed transaction (a
     duplicate receipt), which strands every iterator handed out before. ``forget`` is told
     each iterator once used (moto keeps every one it hands out otherwise)."""
+
+    thread_name = "stream-poller"
 
     def __init__(
         self,
@@ -343,16 +358,6 @@ class StreamPoller:
         self.invocations = 0
         self.errors = 0
         self.given_up = 0
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-            self.thread = None
 
     def _run(self) -> None:
         while not self.stop_event.is_set():

@@ -277,8 +277,15 @@ def _parameter_values(
     return params
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_session() -> boto3.Session:
+    """One session for every build in the process: it keeps the service models it has loaded,
+    so the next build's clients cost ~5 ms each instead of ~55 ms (a test builds a stack)."""
+    return boto3.Session(region_name=REGION)
+
+
 def _clients(session: boto3.Session | None, endpoint_url: str | None) -> Callable[[str], Any]:
-    sess = session or boto3.Session(region_name=REGION)
+    sess = session or _shared_session()
     cache: dict[str, Any] = {}
 
     def client(service: str) -> Any:
