@@ -406,6 +406,22 @@ def test_window_slides(board: HealthBoard) -> None:
     assert board.state("grouptexting") == {}
 
 
+def test_good_answers_are_written_at_most_every_ten_seconds(board: HealthBoard) -> None:
+    start = 1_900_000_000.0
+    board.observe("textinghouse", outcome("ok"), 100)
+    board.flush()  # the first write of the process
+    board.observe("textinghouse", outcome("ok"), 100)
+    board.flush()  # all good, 0 s later: kept for the next write
+    assert board.window("textinghouse").samples == 1
+    board.observe("textinghouse", outcome("error"), 100)
+    board.flush()  # an error is written at once, with the good answers kept
+    assert board.window("textinghouse").samples == 3
+    board.observe("textinghouse", outcome("ok"), 100)
+    board.clock = lambda: start + 11
+    board.flush()
+    assert board.window("textinghouse").samples == 4
+
+
 def test_window_marks_on_latency(board: HealthBoard) -> None:
     for _ in range(4):
         board.observe("textinghouse", outcome("ok"), 9_000)

@@ -7,12 +7,14 @@ API, so it is skipped — said once per cold start, not as an error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clients import ClientPool
-from .health import HealthBoard
 from .observability import count, gauge, logger
 from .providers import ProviderError
+
+if TYPE_CHECKING:
+    from .health import HealthBoard
 
 _said_no_api: set[str] = set()
 

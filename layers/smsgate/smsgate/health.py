@@ -17,7 +17,7 @@ per batch (`flush`), so health costs the happy path one read and one write per b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -33,6 +33,10 @@ STATE = "state"
 PROBE_SECONDS = 60  # how long a probe is reserved for the sender that won it
 BUCKET_SECONDS = 60
 BUCKET_TTL_SECONDS = 3600 + 600  # beyond the longest window the policy allows
+# A warm sender writes its answers at most this often while they are all good (errors and slow
+# answers are written with the batch that saw them): ~0 extra writes per message in steady
+# state, and at most this many seconds of good answers lost if the process dies.
+WRITE_EVERY_SECONDS = 10
 # Refusals that say the provider (not the message) is the problem: skip it now.
 IMMEDIATE = {Category.AUTH: "auth", Category.CREDIT: "credit"}
 # Outcomes that count as the provider failing in the window. A refused message (invalid
@@ -84,29 +88,34 @@ class HealthBoard:
     _states: dict[str, dict[str, Any]] = field(default_factory=dict)
     _tallies: dict[str, Tally] = field(default_factory=dict)
     _probing: set[str] = field(default_factory=set)
+    _written_at: float = 0.0
 
     # --- reading ---------------------------------------------------------------------------
 
-    def load(self, providers: Iterable[str]) -> None:
-        """Read the state of `providers` (one BatchGetItem): the batch's view of health. A
-        probe won in an earlier batch but never sent is let go (it expires on its own)."""
+    def request(self, providers: Iterable[str]) -> dict[str, Any]:
+        """The BatchGetItem request (table -> keys) for the state of `providers`, so the
+        sender can read it together with the batch's opt-outs."""
+        keys = [{"provider": {"S": p}, "slot": {"S": STATE}} for p in sorted(set(providers))]
+        return {self.table: {"Keys": keys, "ConsistentRead": True}} if keys else {}
+
+    def accept(self, providers: Iterable[str], items: Iterable[Mapping[str, Any]]) -> None:
+        """Take the read state items as the batch's view of health. A probe won in an earlier
+        batch but never sent is let go (it expires on its own)."""
         self._probing.clear()
-        wanted = sorted(set(providers))
-        if not wanted:
-            return
-        keys = [{"provider": {"S": p}, "slot": {"S": STATE}} for p in wanted]
-        answer = self.db.batch_get_item(
-            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
-        )
-        found = {
-            str(item["provider"]): item
-            for item in map(from_item, answer.get("Responses", {}).get(self.table, []))
-        }
-        unread = answer.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-        for provider in wanted:
-            if any(k["provider"]["S"] == provider for k in unread):
-                continue  # throttled: keep what we knew; health is advice, not a lock
+        found = {str(item["provider"]): item for item in map(from_item, items)}
+        for provider in set(providers):
             self._states[provider] = found.get(provider, {})
+
+    def load(self, providers: Iterable[str]) -> None:
+        """Read the state of `providers` on its own (one BatchGetItem)."""
+        request = self.request(providers)
+        if not request:
+            return
+        answer = self.db.batch_get_item(RequestItems=request)
+        unread = answer.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+        skipped = {k["provider"]["S"] for k in unread}  # throttled: keep what we knew
+        wanted = [p for p in providers if p not in skipped]
+        self.accept(wanted, answer.get("Responses", {}).get(self.table, []))
 
     def verdict(self, provider: str) -> Verdict:
         """May `provider` be tried now? After a cool-down, only by the sender that wins the
@@ -248,11 +257,20 @@ class HealthBoard:
     # --- writing the window ----------------------------------------------------------------
 
     def flush(self) -> None:
-        """Add this batch's counts to the current minute; judge the window when it saw an error
-        or a slow answer; publish each known provider's health as a metric (for its alarm)."""
-        tallies, self._tallies = self._tallies, {}
+        """Add the counts to the current minute (at once after an error or a slow answer, else
+        at most every WRITE_EVERY_SECONDS); judge the window when they hold an error or a slow
+        answer; publish each known provider's health as a metric (for its alarm)."""
         policy = self.policy()
         now = self.clock()
+        urgent = any(
+            t.errors or (t.timed and t.latency_ms / t.timed >= policy.max_latency_ms)
+            for t in self._tallies.values()
+        )
+        if not urgent and now - self._written_at < WRITE_EVERY_SECONDS:
+            self._publish()
+            return  # good answers wait for the next write
+        tallies, self._tallies = self._tallies, {}
+        self._written_at = now
         bucket = int(now) // BUCKET_SECONDS * BUCKET_SECONDS
         for provider, tally in tallies.items():
             self.db.update_item(
@@ -280,6 +298,10 @@ class HealthBoard:
                 self.mark_unhealthy(provider, "errors")
             elif figures.mean_latency_ms >= policy.max_latency_ms:
                 self.mark_unhealthy(provider, "latency")
+        self._publish()
+
+    def _publish(self) -> None:
+        """Each known provider's health as a metric (for its alarm), every batch."""
         for provider in sorted(self._states):
             gauge("ProviderHealthy", 1.0 if self.verdict_cached(provider) else 0.0, provider)
 

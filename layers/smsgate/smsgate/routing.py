@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .providers import PROVIDERS
@@ -124,6 +123,8 @@ class Plan:
 
 def region_of(to: str) -> str | None:
     """ISO region of an E.164 number (None for TextingHouse's test number or no region)."""
+    import phonenumbers  # here: the credit check reads the routing rules' health policy only
+
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse(to, None))
     except phonenumbers.NumberParseException:

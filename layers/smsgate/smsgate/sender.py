@@ -748,10 +748,15 @@ class Batch:
             r["messageId"]: parse(r.get("body", ""), r["messageId"], default) for r in records
         }
         numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
-        self.opted_out = service.store.opted_out(numbers) if numbers else set()
-        if service.health is not None and numbers:
-            # One read of every configured provider's health for the whole batch.
-            service.health.load(service.clients.configured())
+        self.opted_out: set[str] = set()
+        health = service.health
+        providers = service.clients.configured() if health is not None else []
+        if numbers or (providers and any(isinstance(i, Job) for i in self.items.values())):
+            # One round trip for the batch: its opt-outs and its providers' health.
+            also = health.request(providers) if health is not None else {}
+            self.opted_out, other = service.store.opted_out_and(numbers, also)
+            if health is not None:
+                health.accept(providers, other.get(health.table, []))
         self.delays: dict[str, int] = {}
         self.results: dict[str, Result] = {}
 

@@ -418,21 +418,37 @@ class Store:
 
     def opted_out(self, phones: Iterable[str]) -> set[str]:
         """Which of `phones` have opted out: one BatchGetItem per 100 numbers."""
+        return self.opted_out_and(phones, {})[0]
+
+    def opted_out_and(
+        self, phones: Iterable[str], also: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[set[str], dict[str, list[dict[str, Any]]]]:
+        """`opted_out`, with other tables' BatchGetItem requests (`also`, table -> request)
+        sent in the same first call: a batch's opt-outs and its providers' health in one
+        round trip. Returns the opted-out numbers and the other tables' items (raw)."""
         wanted = sorted(set(phones))
+        extra_keys = sum(len(r["Keys"]) for r in also.values())
+        size = BATCH_GET_LIMIT - extra_keys  # BatchGetItem reads 100 keys at most per call
+        chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)] or [[]]
         found: set[str] = set()
-        for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.optouts: {
-                    "Keys": [{"phone": {"S": p}} for p in wanted[start : start + BATCH_GET_LIMIT]],
+        other: dict[str, list[dict[str, Any]]] = {}
+        for n, chunk in enumerate(chunks):
+            request: dict[str, Any] = dict(also) if n == 0 else {}
+            if chunk:
+                request[self.optouts] = {
+                    "Keys": [{"phone": {"S": p}} for p in chunk],
                     "ProjectionExpression": "phone",
                     "ConsistentRead": True,
                 }
-            }
             while request:
                 answer = self.db.batch_get_item(RequestItems=request)
-                found.update(i["phone"]["S"] for i in answer["Responses"].get(self.optouts, []))
+                for table, items in answer["Responses"].items():
+                    if table == self.optouts:
+                        found.update(i["phone"]["S"] for i in items)
+                    else:
+                        other.setdefault(table, []).extend(items)
                 request = answer.get("UnprocessedKeys") or {}
-        return found
+        return found, other
 
     def add_opt_out(self, phone: str, how: str, provider: str | None = None) -> None:
         at = now_iso()
