@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -260,6 +261,13 @@ def test_the_demo_passes(local: LocalStack) -> None:
     out = io.StringIO()
     assert run_demo(local.info, out), out.getvalue()
     assert "demo passed" in out.getvalue()
+    # routing: Group Texting refused (503), Club Texting carried it; the rules were put back
+    assert re.search(
+        r"^failover\s+sent via clubtexting\s+sent via clubtexting\s+ok\s+\S+: "
+        r"grouptexting http_503 -> clubtexting 1$",
+        out.getvalue(),
+        re.M,
+    ), out.getvalue()
 
 
 def test_stop_leaves_no_thread_or_port(local: LocalStack) -> None:

@@ -893,6 +893,14 @@ def test_force_answer(sims, http_session):  # noqa: F811
     assert th.messages == []
     assert [r.fault for r in th.requests] == ["forced", "forced"]
 
+    # only requests to the given path take a path-bound answer
+    gt = sims.grouptexting
+    gt.force_answer("busy", status=503, path="/api/sending")
+    credits = http_session.post(gt.url + "/api/credits/check/", data=gt_fields())
+    assert credits.status_code == 200
+    sent = http_session.post(gt.url + "/api/sending", data=gt_fields())
+    assert (sent.status_code, sent.text) == (503, "busy")
+
 
 def test_unknown_fault_mode_rejected(sims):  # noqa: F811
     with pytest.raises(ValueError):

@@ -48,6 +48,75 @@ def _clients(info: dict[str, Any]) -> Callable[[str], Any]:
     return client
 
 
+FAILOVER_RULES = {
+    "rules": [
+        {
+            "name": "demo-us",
+            "countries": ["US"],
+            "providers": {"grouptexting": 1, "clubtexting": 0},
+        },
+        {"name": "demo-rest", "providers": {"textinghouse": 1}},
+    ]
+}
+
+
+def _failover(
+    info: dict[str, Any],
+    client: Callable[[str], Any],
+    ctl: Callable[..., Any],
+    say: Callable[[str], None],
+    message_id: str,
+    to: str,
+    run: str,
+    timeout: float,
+) -> tuple[str, str, str, str]:
+    """Routing rules that prefer Group Texting for US numbers, Group Texting answering 503 once:
+    the message is carried by Club Texting, its attempts on the record. The stack's rules are
+    put back afterwards."""
+    name = info.get("routing_parameter")
+    if not name:
+        return ("failover", "no routing parameter in stack.json", "sent via clubtexting", "-")
+    ssm = client("ssm")
+    before = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    try:
+        ssm.put_parameter(
+            Name=name, Value=json.dumps(FAILOVER_RULES), Type="String", Overwrite=True
+        )
+        ctl("/refresh-parameters")
+        # only the send path: the scheduled credit check may call Group Texting meanwhile
+        ctl("/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending")
+        say("routing rules: Group Texting first for US numbers; its simulator answers 503 once")
+        body = {"id": message_id, "to": to, "text": f"Failover demo {run}"}
+        client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
+        item: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            raw = (
+                client("dynamodb")
+                .get_item(
+                    TableName=info["messages_table"],
+                    Key={"id": {"S": message_id}},
+                    ConsistentRead=True,
+                )
+                .get("Item")
+            )
+            item = raw or {}
+            if item.get("status", {}).get("S") == "sent":
+                break
+            time.sleep(0.3)
+    finally:
+        ssm.put_parameter(Name=name, Value=before, Type="String", Overwrite=True)
+        ctl("/refresh-parameters")
+    attempts = [
+        f"{a['M']['provider']['S']} {a['M']['code']['S']}"
+        for a in item.get("provider_attempts", {}).get("L", [])
+    ]
+    status = item.get("status", {}).get("S", "not recorded")
+    provider = item.get("provider", {}).get("S", "?")
+    return ("failover", f"{message_id}: {' -> '.join(attempts)}", "sent via clubtexting",
+            f"{status} via {provider}")  # fmt: skip
+
+
 def run_demo(info: dict[str, Any], out: IO[str], timeout: float = 30.0) -> bool:
     http = requests.Session()
     http.trust_env = False
@@ -208,6 +277,9 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
         act = actual + (f" ({item.get('error_code')})" if code else "")
         rows.append((label, detail, exp, act))
     rows.append(rows_kw)
+
+    # 4b. failover: Group Texting refuses (HTTP 503, its rate limit) and Club Texting carries it
+    rows.append(_failover(info, client, ctl, say, f"demo-{run}-fo", us(), run, timeout))
 
     # 5. TextingHouse credit falls below its alarm threshold
     cw = client("cloudwatch")

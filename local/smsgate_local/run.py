@@ -602,6 +602,7 @@ class _ControlServer:
     running a scheduled function or an alarm evaluation now.
 
     POST /credit {"provider", "credit"}; POST /inject {"provider", "kind", ...};
+    POST /force {"provider", "body", "status", "times", "request_path"} (next answers);
     POST /run {"function"}; POST /evaluate; POST /refresh-parameters (drop the functions'
     cached SSM parameters and secret, as a new Lambda instance would); GET /alarms; GET /info."""
 
@@ -667,6 +668,14 @@ def _control_action(self: LocalStack, path: str, body: dict[str, Any]) -> Any:
         method = {"keyword": "inject_keyword", "inbox": "inject_inbox", "mo": "inject_mo"}[kind]
         status, text = getattr(sim, method)(**args)
         return {"status": status, "body": text}
+    if path == "/force":
+        sim = self.sims.by_name[str(body["provider"])]
+        times = int(body.get("times", 1))
+        path = body.get("request_path")
+        sim.force_answer(
+            str(body["body"]), int(body.get("status", 200)), times, str(path) if path else None
+        )
+        return {"provider": body["provider"], "forced": times}
     if path == "/run":
         return {"result": self.scheduler.run_now(str(body["function"]))}
     if path == "/refresh-parameters":  # what a new Lambda instance would read

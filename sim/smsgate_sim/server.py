@@ -539,10 +539,13 @@ class ProviderSim:
             self._faults = []
             self._forced = []
 
-    def force_answer(self, body: str, status: int = 200, times: int = 1) -> None:
-        """The next ``times`` requests get exactly this answer, unprocessed."""
+    def force_answer(
+        self, body: str, status: int = 200, times: int = 1, path: str | None = None
+    ) -> None:
+        """The next ``times`` requests (to paths starting with ``path``, when given) get exactly
+        this answer, unprocessed."""
         with self._lock:
-            self._forced.append([body, status, times])
+            self._forced.append([body, status, times, path])
 
     def _pick_fault(self, connect: bool) -> Fault | None:
         with self._lock:
@@ -572,12 +575,13 @@ class ProviderSim:
     def _serve(self, req: Request) -> tuple[Answer | None, float]:
         """Answer one request: (the answer, or None to close unanswered; seconds to hang)."""
         with self._lock:
-            forced = None
-            if self._forced:
-                forced = self._forced[0]
+            forced = next(
+                (f for f in self._forced if f[3] is None or req.path.startswith(f[3])), None
+            )
+            if forced is not None:
                 forced[2] -= 1
                 if forced[2] <= 0:
-                    self._forced.pop(0)
+                    self._forced.remove(forced)
         if forced is not None:
             answer = Answer(int(forced[1]), str(forced[0]))
             self._record(req, answer.status, answer.body, "forced")
