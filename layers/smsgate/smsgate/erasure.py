@@ -23,9 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from .store import PHONE_INDEX, Store, now_iso, to_item
+from .store import PHONE_INDEX, Store, now_iso, to_item, update_if
 
 AUDIT_ID = "audit#erasure"
 # Outbound attributes that hold the number or what was said to it.
@@ -93,19 +91,16 @@ def erase(store: Store, phone: str) -> ErasureReport:
             continue
         names = {f"#{k}": k for k in PERSONAL_OUT}
         names["#erased_at"] = "erased_at"
-        try:
-            store.db.update_item(
-                TableName=store.messages,
-                Key={"id": {"S": message_id}},
-                UpdateExpression="SET #erased_at = :at REMOVE "
-                + ", ".join(f"#{k}" for k in PERSONAL_OUT),
-                ConditionExpression="attribute_exists(id)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item({":at": report.erased_at}),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        if not update_if(
+            store.db,
+            TableName=store.messages,
+            Key={"id": {"S": message_id}},
+            UpdateExpression="SET #erased_at = :at REMOVE "
+            + ", ".join(f"#{k}" for k in PERSONAL_OUT),
+            ConditionExpression="attribute_exists(id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item({":at": report.erased_at}),
+        ):
             continue
         report.outbound_anonymised += 1
     report.opt_out_kept = bool(store.opted_out([phone]))

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .observability import count, gauge, logger
 from .providers import Category, Outcome, OutcomeKind
 from .routing import HealthPolicy
-from .store import from_item, to_item
+from .store import from_item, to_item, update_if
 
 STATE = "state"
 PROBE_SECONDS = 60  # how long a probe is reserved for the sender that won it
@@ -140,25 +138,22 @@ class HealthBoard:
         return Verdict(False, reason, now + PROBE_SECONDS)
 
     def _win_probe(self, provider: str, until: float, now: float) -> bool:
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(provider, STATE),
-                UpdateExpression="SET probe_until = :probe",
-                ConditionExpression=(
-                    "unhealthy_until = :until AND "
-                    "(attribute_not_exists(probe_until) OR probe_until < :now)"
-                ),
-                ExpressionAttributeValues=to_item(
-                    {":probe": int(now) + PROBE_SECONDS, ":until": _number(until), ":now": int(now)}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                self._states.pop(provider, None)  # somebody changed it: read again next time
-                return False
-            raise
-        return True
+        won = update_if(
+            self.db,
+            TableName=self.table,
+            Key=self._key(provider, STATE),
+            UpdateExpression="SET probe_until = :probe",
+            ConditionExpression=(
+                "unhealthy_until = :until AND "
+                "(attribute_not_exists(probe_until) OR probe_until < :now)"
+            ),
+            ExpressionAttributeValues=to_item(
+                {":probe": int(now) + PROBE_SECONDS, ":until": _number(until), ":now": int(now)}
+            ),
+        )
+        if not won:
+            self._states.pop(provider, None)  # somebody changed it: read again next time
+        return won
 
     # --- observing -------------------------------------------------------------------------
 
@@ -217,20 +212,16 @@ class HealthBoard:
         if only_reason:
             condition += " AND reason = :reason"
             values[":reason"] = only_reason
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(provider, STATE),
-                UpdateExpression="REMOVE unhealthy_until, reason, probe_until, since",
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": to_item(values)} if values else {}),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        finally:
-            self._probing.discard(provider)
+        self._probing.discard(provider)
+        if not update_if(
+            self.db,
+            TableName=self.table,
+            Key=self._key(provider, STATE),
+            UpdateExpression="REMOVE unhealthy_until, reason, probe_until, since",
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": to_item(values)} if values else {}),
+        ):
+            return False
         state = self._states.get(provider, {})
         for key in ("unhealthy_until", "reason", "probe_until", "since"):
             state.pop(key, None)

@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .observability import count, logger
-from .store import DAY, TEXT_EXPIRY_INDEX, Store, from_item, now_iso, to_item
+from .store import DAY, TEXT_EXPIRY_INDEX, Store, from_item, now_iso, to_item, update_if
 
 PAGE_SIZE = 100  # keys per Query page
 MAX_ITEMS = 2_000  # messages stripped per scheduled run, at most
@@ -77,25 +75,20 @@ def _due_keys(store: Store, moment: str, page_size: int) -> Iterator[dict[str, A
 
 def _strip(store: Store, key: dict[str, Any], moment: str) -> bool:
     """Remove one message's text if it is still due; False when someone got there first."""
-    try:
-        store.db.update_item(
-            TableName=store.messages,
-            Key=key,
-            UpdateExpression="SET #r = :at REMOVE #text, #t",
-            # Still due: a concurrent run, or an erasure, may have removed it meanwhile.
-            ConditionExpression="#t <= :now",
-            ExpressionAttributeNames={
-                "#text": "text",
-                "#t": "text_expires_at",
-                "#r": "text_removed_at",
-            },
-            ExpressionAttributeValues=to_item({":now": moment, ":at": now_iso()}),
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return update_if(
+        store.db,
+        TableName=store.messages,
+        Key=key,
+        UpdateExpression="SET #r = :at REMOVE #text, #t",
+        # Still due: a concurrent run, or an erasure, may have removed it meanwhile.
+        ConditionExpression="#t <= :now",
+        ExpressionAttributeNames={
+            "#text": "text",
+            "#t": "text_expires_at",
+            "#r": "text_removed_at",
+        },
+        ExpressionAttributeValues=to_item({":now": moment, ":at": now_iso()}),
+    )
 
 
 def strip_inbound_text(
@@ -176,20 +169,15 @@ def _without_expiry(store: Store, table: str) -> Iterator[dict[str, Any]]:
 def _set_if_missing(store: Store, table: str, key: dict[str, Any], attrs: dict[str, Any]) -> bool:
     """Set `attrs` unless the item has `expires_at` by now (a later write, or a second
     backfill, got there first): what makes the backfill idempotent."""
-    try:
-        store.db.update_item(
-            TableName=table,
-            Key=to_item(key),
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
-            ConditionExpression="attribute_not_exists(#expires_at)",
-            ExpressionAttributeNames={f"#{k}": k for k in attrs},
-            ExpressionAttributeValues=to_item({f":{k}": v for k, v in attrs.items()}),
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return update_if(
+        store.db,
+        TableName=table,
+        Key=to_item(key),
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
+        ConditionExpression="attribute_not_exists(#expires_at)",
+        ExpressionAttributeNames={f"#{k}": k for k in attrs},
+        ExpressionAttributeValues=to_item({f":{k}": v for k, v in attrs.items()}),
+    )
 
 
 def backfill(

@@ -49,6 +49,18 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _de.deserialize(v) for k, v in item.items()}
 
 
+def update_if(db: Any, **request: Any) -> bool:
+    """One conditional UpdateItem: False, having written nothing, when its condition does not
+    hold; any other error is raised."""
+    try:
+        db.update_item(**request)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 @dataclass(frozen=True)
 class Claim:
     """The result of claiming a message id for sending."""
@@ -175,22 +187,17 @@ class Store:
 
     def _update_if_leased(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
         attrs = {**attrs, "updated_at": now_iso()}
-        try:
-            self.db.update_item(
-                TableName=self.messages,
-                Key={"id": {"S": message_id}},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
-                ConditionExpression="lease = :held",
-                ExpressionAttributeNames={f"#{k}": k for k in attrs},
-                ExpressionAttributeValues=to_item(
-                    {":held": lease, **{f":{k}": v for k, v in attrs.items()}}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(
+            self.db,
+            TableName=self.messages,
+            Key={"id": {"S": message_id}},
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
+            ConditionExpression="lease = :held",
+            ExpressionAttributeNames={f"#{k}": k for k in attrs},
+            ExpressionAttributeValues=to_item(
+                {":held": lease, **{f":{k}": v for k, v in attrs.items()}}
+            ),
+        )
 
     def advance(
         self,
@@ -351,20 +358,15 @@ class Store:
             all_names["#pending_at"] = "pending_at"
         if "#reconciled_at" in expression:
             all_names["#reconciled_at"] = "reconciled_at"
-        try:
-            self.db.update_item(
-                TableName=self.messages,
-                Key={"id": {"S": message_id}},
-                UpdateExpression=expression,
-                ConditionExpression="#status = :waiting AND #pending = :waiting",
-                ExpressionAttributeNames=all_names,
-                ExpressionAttributeValues=to_item({":waiting": status.value, **values}),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(
+            self.db,
+            TableName=self.messages,
+            Key={"id": {"S": message_id}},
+            UpdateExpression=expression,
+            ConditionExpression="#status = :waiting AND #pending = :waiting",
+            ExpressionAttributeNames=all_names,
+            ExpressionAttributeValues=to_item({":waiting": status.value, **values}),
+        )
 
     def find_by_provider_id(self, provider: str, provider_message_id: str) -> str | None:
         """Our id of the message the provider calls `provider_message_id` (receipt index)."""
