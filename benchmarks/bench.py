@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,54 @@ class _ItemCounter:
             self.items["batch_get_keys"] += len(request.get("Keys", []))
 
 
+class _Instruments:
+    """What both throughput workers measure: the handler's AWS calls, the items they touch and
+    their latency, and the floor's latency; zeroed after the warm-up."""
+
+    def __init__(self, handler_db: Any, floor_db: Any) -> None:
+        from benchmarks.common import CallCounter
+
+        self.counter, self.items = CallCounter(), _ItemCounter()
+        self.latency, self.floor_latency = _Latency(), _Latency()
+        self.counter.attach(handler_db)
+        self.items.attach(handler_db)
+        self.latency.attach(handler_db)
+        self.floor_latency.attach(floor_db)
+
+    def reset(self) -> None:
+        self.counter.reset()
+        self.latency.clear()
+        self.floor_latency.clear()
+        self.items.items = dict.fromkeys(self.items.items, 0)
+
+    def figures(self) -> dict[str, Any]:
+        calls = dict(self.counter.calls)
+        return {
+            "aws_calls": calls,
+            "units": _count_units(calls, self.items.items),
+            "items": self.items.items,
+            "aws_latency_ms_median": self.latency.medians_ms(),
+            "floor_aws_latency_ms_median": self.floor_latency.medians_ms(),
+            "aws_time_s": self.latency.totals_s(),
+            "floor_aws_time_s": self.floor_latency.totals_s(),
+        }
+
+
+def _alternate(
+    rounds: int, handler: Callable[[int], float], floor: Callable[[int], float]
+) -> tuple[list[float], list[float]]:
+    """Seconds per round of each side; the order alternates so neither always runs first."""
+    handler_s, floor_s = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            handler_s.append(handler(r))
+            floor_s.append(floor(r))
+        else:
+            floor_s.append(floor(r))
+            handler_s.append(handler(r))
+    return handler_s, floor_s
+
+
 def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     """The send handler vs the floor, in this one process (a warm Lambda instance)."""
     _worker_setup()
@@ -132,7 +181,6 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
         SIM_PASS,
         SIM_USER,
         TH_SEND_PATH,
-        CallCounter,
         Context,
         load_function,
         null_stream,
@@ -147,12 +195,10 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     from smsgate import wiring
 
     service = wiring.send_service()
-    counter, items = CallCounter(), _ItemCounter()
-    counter.attach(service.store.db)
-    items.attach(service.store.db)
-    counter.attach(service.sqs)
-    latency, floor_latency = _Latency(), _Latency()
-    latency.attach(service.store.db)
+    # the floor: its own client and session, the same endpoints
+    db = boto3.client("dynamodb")
+    measure = _Instruments(service.store.db, db)
+    measure.counter.attach(service.sqs)
 
     def batches(prefix: str, start: int, count: int) -> list[dict[str, Any]]:
         events = []
@@ -174,9 +220,6 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
                 raise RuntimeError(f"send handler failed records: {response}")
         return time.perf_counter() - t0
 
-    # the floor: its own client and session, the same endpoints
-    db = boto3.client("dynamodb")
-    floor_latency.attach(db)
     table = os.environ["MESSAGES_TABLE"]
     th_url = os.environ["TEXTINGHOUSE_URL"].rstrip("/") + TH_SEND_PATH
     session = requests.Session()
@@ -218,42 +261,23 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     run_handler(batches("w", 0, warm))
     rss_handler_only = _rss_mb()
     run_floor(900_000, warm)
-    counter.reset()
-    latency.clear()
-    floor_latency.clear()
-    items.items = dict.fromkeys(items.items, 0)
+    measure.reset()
     per_round = n // rounds
-    handler_s = floor_s = 0.0
-    handler_rounds, floor_rounds = [], []
-    for r in range(rounds):
-        events = batches("h", r * per_round, per_round)
-        if r % 2 == 0:  # alternate the order: neither side always runs first
-            hs = run_handler(events)
-            fs = run_floor(r * per_round, per_round)
-        else:
-            fs = run_floor(r * per_round, per_round)
-            hs = run_handler(events)
-        handler_s += hs
-        floor_s += fs
-        handler_rounds.append(per_round / hs)
-        floor_rounds.append(per_round / fs)
-    total = per_round * rounds
-    calls = dict(counter.calls)
+    hs, fs = _alternate(
+        rounds,
+        lambda r: run_handler(batches("h", r * per_round, per_round)),
+        lambda r: run_floor(r * per_round, per_round),
+    )
+    handler_s, floor_s, total = sum(hs), sum(fs), per_round * rounds
     return {
         "messages": total,
         "handler_s": handler_s,
         "floor_s": floor_s,
         "handler_msgs_per_s": total / handler_s,
         "floor_msgs_per_s": total / floor_s,
-        "handler_rounds_msgs_per_s": handler_rounds,
-        "floor_rounds_msgs_per_s": floor_rounds,
-        "aws_calls": calls,
-        "units": _count_units(calls, items.items),
-        "items": items.items,
-        "aws_latency_ms_median": latency.medians_ms(),
-        "floor_aws_latency_ms_median": floor_latency.medians_ms(),
-        "aws_time_s": latency.totals_s(),
-        "floor_aws_time_s": floor_latency.totals_s(),
+        "handler_rounds_msgs_per_s": [per_round / x for x in hs],
+        "floor_rounds_msgs_per_s": [per_round / x for x in fs],
+        **measure.figures(),
         "rss_mb_after_warm_handler_only": rss_handler_only,
         "rss_mb_peak": _rss_mb(),
     }
@@ -265,7 +289,6 @@ def worker_callbacks(n: int, rounds: int, warm: int, ids_file: str) -> dict[str,
     import boto3
 
     from benchmarks.common import (
-        CallCounter,
         Context,
         dlr_event,
         load_function,
@@ -280,11 +303,8 @@ def worker_callbacks(n: int, rounds: int, warm: int, ids_file: str) -> dict[str,
     from smsgate import wiring
 
     service = wiring.callback_service()
-    counter, items = CallCounter(), _ItemCounter()
-    counter.attach(service.store.db)
-    items.attach(service.store.db)
-    latency, floor_latency = _Latency(), _Latency()
-    latency.attach(service.store.db)
+    db = boto3.client("dynamodb")
+    measure = _Instruments(service.store.db, db)
 
     def run_handler(ids: list[str]) -> float:
         events = [dlr_event(i, 3, api_ids.get(i, "")) for i in ids]
@@ -295,8 +315,6 @@ def worker_callbacks(n: int, rounds: int, warm: int, ids_file: str) -> dict[str,
                 raise RuntimeError(f"receipt not applied: {response}")
         return time.perf_counter() - t0
 
-    db = boto3.client("dynamodb")
-    floor_latency.attach(db)
     messages, status = os.environ["MESSAGES_TABLE"], os.environ["STATUS_TABLE"]
     allowed = {":a0": {"S": "queued"}, ":a1": {"S": "sent"}, ":a2": {"S": "unknown"}}
 
@@ -326,36 +344,23 @@ def worker_callbacks(n: int, rounds: int, warm: int, ids_file: str) -> dict[str,
     run_handler([f"w{i:06d}" for i in range(warm)])
     rss_handler_only = _rss_mb()
     run_floor([f"f{i:06d}" for i in range(900_000, 900_000 + warm)])
-    counter.reset()
-    latency.clear()
-    floor_latency.clear()
-    items.items = dict.fromkeys(items.items, 0)
+    measure.reset()
     per_round = n // rounds
-    handler_s = floor_s = 0.0
-    for r in range(rounds):
-        span = range(r * per_round, (r + 1) * per_round)
-        h_ids, f_ids = [f"h{i:06d}" for i in span], [f"f{i:06d}" for i in span]
-        if r % 2 == 0:
-            handler_s += run_handler(h_ids)
-            floor_s += run_floor(f_ids)
-        else:
-            floor_s += run_floor(f_ids)
-            handler_s += run_handler(h_ids)
-    total = per_round * rounds
-    calls = dict(counter.calls)
+
+    def ids(prefix: str, r: int) -> list[str]:
+        return [f"{prefix}{i:06d}" for i in range(r * per_round, (r + 1) * per_round)]
+
+    hs, fs = _alternate(
+        rounds, lambda r: run_handler(ids("h", r)), lambda r: run_floor(ids("f", r))
+    )
+    handler_s, floor_s, total = sum(hs), sum(fs), per_round * rounds
     return {
         "receipts": total,
         "handler_s": handler_s,
         "floor_s": floor_s,
         "handler_per_s": total / handler_s,
         "floor_per_s": total / floor_s,
-        "aws_calls": calls,
-        "units": _count_units(calls, items.items),
-        "items": items.items,
-        "aws_latency_ms_median": latency.medians_ms(),
-        "floor_aws_latency_ms_median": floor_latency.medians_ms(),
-        "aws_time_s": latency.totals_s(),
-        "floor_aws_time_s": floor_latency.totals_s(),
+        **measure.figures(),
         "rss_mb_after_warm_handler_only": rss_handler_only,
         "rss_mb_peak": _rss_mb(),
     }

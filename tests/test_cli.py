@@ -60,6 +60,7 @@ def stack_file(stack: Any, sims: Any, path: Path, **urls: str) -> Path:
         "secret_arn": stack.secret_arn,
         "health_table": stack.tables["HealthTable"],
         "routing_parameter": stack.parameters["RoutingRulesParameter"],
+        "event_bus_name": stack.buses["EventBus"],
         "simulators": {**sims.urls, **urls},
     }
     path.write_text(json.dumps(data), encoding="utf-8")

@@ -24,6 +24,7 @@ import pytest
 from conftest import load_function
 from sqs_source import poll_once, send_bodies
 from test_callbacks import template_routes
+from test_cli import stack_file
 
 from smsgate import events as ev
 from smsgate.status import Status
@@ -599,22 +600,9 @@ def test_build_stack_makes_the_bus_and_the_streams(stack: Any) -> None:
 
 
 def test_cli_events_shows_what_arrives_then_removes_its_tap(
-    stack: Any, store: Store, pump: Pump, tmp_path: Path
+    stack: Any, sims: Any, store: Store, pump: Pump, tmp_path: Path
 ) -> None:
-    config = tmp_path / "stack.json"
-    config.write_text(
-        json.dumps(
-            {
-                "region": "us-east-1",
-                "send_queue_url": stack.queues["SendQueue"],
-                "messages_table": stack.tables["MessagesTable"],
-                "status_table": stack.tables["StatusTable"],
-                "optouts_table": stack.tables["OptOutsTable"],
-                "secret_arn": stack.secret_arn,
-                "event_bus_name": stack.buses["EventBus"],
-            }
-        )
-    )
+    config = stack_file(stack, sims, tmp_path / "stack.json")
     events_client = boto3.client("events")
     bus_name = stack.buses["EventBus"]
 

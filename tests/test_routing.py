@@ -167,7 +167,7 @@ def test_cheapest_strategy_prices_each_providers_parts() -> None:
     )
     # a long text costs TextingHouse 3 parts, the others 1: TextingHouse is now the dearest
     parts = {"clubtexting": 1, "grouptexting": 1, "textinghouse": 3}
-    assert r.plan(US, False, None, None, parts).providers == (
+    assert r.plan(US, False, None, None, parts.__getitem__).providers == (
         "grouptexting",
         "clubtexting",
         "textinghouse",

@@ -69,9 +69,14 @@ def load_function(name: str, copy: str = "") -> ModuleType:
     module_name = f"smsgate_function_{name}{copy}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    return import_file(module_name, ROOT / "functions" / name / "app.py")
+
+
+def import_file(module_name: str, path: Path) -> ModuleType:
+    """Import the file at `path` as the module `module_name` (kept in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load functions/{name}/app.py")
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import logging
 import re
 import socket
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .harness import LambdaContext
+from .harness import LambdaContext, import_file
 from .stack import FUNCTION_TYPE, ROOT
 
 log = logging.getLogger("smsgate_local")
@@ -130,14 +129,7 @@ def load_module(code_uri: str, module: str) -> ModuleType:
         return sys.modules[module_name]
     if module != "app":
         module_name += f"_{module}"
-    path = folder / f"{module}.py"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = loaded
-    spec.loader.exec_module(loaded)
-    return loaded
+    return import_file(module_name, folder / f"{module}.py")
 
 
 def load_functions(

@@ -147,22 +147,22 @@ class Router:
         commercial: bool,
         named: str | None,
         failover: bool | None,
-        segments: Mapping[str, int] | None = None,
+        segments: Callable[[str], int] | None = None,
     ) -> Plan:
         """The order to try providers in.
 
         A message that names its provider keeps it first and moves on only when it allows
         failover (`"failover": true`), to the other providers of its matching rule. A message
         that names none follows its rule (failover allowed unless `"failover": false`).
-        `segments` (parts per provider, from each one's own rules) prices the `cheapest`
-        strategy.
+        `segments` (a provider's parts for this message, from its own rules) prices the
+        `cheapest` strategy; it is only called for that strategy's providers.
         """
         config = self.config()
         rule = next(
             (r for r in config.rules if r.matches(to, region_of(to), commercial)),
             None,
         )
-        ordered = self._order(rule, config, segments or {}) if rule else [self.default_provider]
+        ordered = self._order(rule, config, segments) if rule else [self.default_provider]
         if named is not None:
             allowed = bool(failover)
             rest = [p for p in ordered if p != named] if allowed else []
@@ -171,7 +171,9 @@ class Router:
         allowed = failover is not False
         return Plan(tuple(ordered if allowed else ordered[:1]), allowed, label)
 
-    def _order(self, rule: Rule, config: RoutingConfig, segments: Mapping[str, int]) -> list[str]:
+    def _order(
+        self, rule: Rule, config: RoutingConfig, segments: Callable[[str], int] | None
+    ) -> list[str]:
         weighted = {p: w for p, w in rule.providers.items() if w > 0}
         standby = sorted((p for p, w in rule.providers.items() if w == 0), key=self._cost(config))
         if rule.strategy == "cheapest":
@@ -183,12 +185,13 @@ class Router:
 
     @staticmethod
     def _cost(
-        config: RoutingConfig, segments: Mapping[str, int] | None = None
+        config: RoutingConfig, segments: Callable[[str], int] | None = None
     ) -> Callable[[str], float]:
         def cost(provider: str) -> float:
             price = config.price(provider)
-            parts = (segments or {}).get(provider, 1)
-            return float("inf") if price is None else price * parts
+            if price is None:
+                return float("inf")
+            return price * (segments(provider) if segments else 1)
 
         return cost
 

@@ -295,27 +295,37 @@ class SendService:
 
     def route(self, item: Job, sms: OutboundSms) -> Route:
         """The providers that may carry `item`, in the router's order, with the ones that
-        cannot (not configured, or their rules refuse the message) and why."""
+        cannot (not configured, or their rules refuse the message) and why. Only the plan's
+        providers (and a `cheapest` rule's) are checked, each once."""
         checks: dict[str, Option | Refusal] = {}
-        for provider in PROVIDERS:
-            client = self.client(provider)
-            if client is None:
-                checks[provider] = Refusal(
-                    provider,
-                    "provider_not_configured",
-                    f"provider {provider} has no credentials in the provider secret",
-                )
-                continue
-            try:
-                checks[provider] = Option(provider, client, client.check(sms))
-            except RuleViolation as exc:
-                checks[provider] = Refusal(provider, f"rule:{exc.rule}", str(exc))
-        segments = {p: c.prepared.segments for p, c in checks.items() if isinstance(c, Option)}
+
+        def check(provider: str) -> Option | Refusal:
+            if provider not in checks:
+                checks[provider] = self._check(provider, sms)
+            return checks[provider]
+
+        def segments(provider: str) -> int:
+            found = check(provider)
+            return found.prepared.segments if isinstance(found, Option) else 1
+
         m = item.message
         plan = self.router.plan(item.to, m.commercial, m.provider, m.failover, segments)
-        ready = [c for p in plan.providers if isinstance(c := checks[p], Option)]
-        refused = [c for p in plan.providers if isinstance(c := checks[p], Refusal)]
+        ready = [c for p in plan.providers if isinstance(c := check(p), Option)]
+        refused = [c for p in plan.providers if isinstance(c := check(p), Refusal)]
         return Route(plan, ready, refused)
+
+    def _check(self, provider: str, sms: OutboundSms) -> Option | Refusal:
+        client = self.client(provider)
+        if client is None:
+            return Refusal(
+                provider,
+                "provider_not_configured",
+                f"provider {provider} has no credentials in the provider secret",
+            )
+        try:
+            return Option(provider, client, client.check(sms))
+        except RuleViolation as exc:
+            return Refusal(provider, f"rule:{exc.rule}", str(exc))
 
     def _healthy(self, ready: list[Option]) -> tuple[list[Option], list[tuple[str, Verdict]]]:
         if self.health is None:
