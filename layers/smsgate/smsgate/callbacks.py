@@ -109,10 +109,8 @@ class CallbackService:
         if text is None:
             raise BadCallback("missing message")
         inbound = Inbound(provider, kind, self._number(number, "us10"), text)
-        stored = self._store_inbound(inbound, self._dedupe_ids(inbound))
         action = intent(text)
-        if action and stored:
-            self._act(inbound, action)
+        self._store_inbound(inbound, self._dedupe_ids(inbound), action)
         return fit_reply(provider, self._reply(text, action))
 
     def _reply(self, text: str, action: str | None) -> str:
@@ -149,11 +147,7 @@ class CallbackService:
                 inbound.received_at or "",
             ]
         )
-        stored = self._store_inbound(inbound, [_hashed(key)])
-        action = intent(inbound.text)
-        if stored and action in ("stop", "start"):
-            self._act(inbound, action)
-        return stored
+        return self._store_inbound(inbound, [_hashed(key)], intent(inbound.text))
 
     def dlr(self, body: Mapping[str, Any]) -> str:
         """Apply a TextingHouse delivery receipt. Returns what happened: `applied`,
@@ -177,8 +171,8 @@ class CallbackService:
             return "applied"
         if message_id and self.store.get_message(message_id) is not None:
             return "ignored"
-        self.store.keep_unmatched_receipt("textinghouse", apimsgid, climsgid, code)
-        logger.warning("receipt for an unknown message kept", extra={"code": code})
+        if self.store.keep_unmatched_receipt("textinghouse", apimsgid, climsgid, code):
+            logger.warning("receipt for an unknown message kept", extra={"code": code})
         return "unmatched"
 
     # --- shared ---------------------------------------------------------------------------
@@ -201,7 +195,11 @@ class CallbackService:
             ids.append(_hashed(f"{key}|{bucket - 1}"))  # a twin just before the boundary
         return ids
 
-    def _store_inbound(self, inbound: Inbound, ids: list[str]) -> bool:
+    def _store_inbound(self, inbound: Inbound, ids: list[str], action: str | None) -> bool:
+        """Store the inbound message once, with the opt-out or opt-in it asks for in the same
+        transaction: a redelivered STOP finds both stored or neither, so an opt-out is never
+        lost behind a "duplicate" and never applied by a late copy over a later START.
+        Returns False for a copy of a message already stored."""
         keyword, _ = split_keyword(inbound.text)
         record = {
             "direction": "in",
@@ -215,10 +213,17 @@ class CallbackService:
             "received_at": inbound.received_at,
             "created_at": now_iso(),
         }
+        consent: list[dict[str, Any]] = []
+        if action == "stop":
+            consent = [self.store.opt_out_write(inbound.sender, "STOP keyword", inbound.provider)]
+        elif action == "start":
+            consent = [self.store.opt_in_write(inbound.sender)]
         if any(self.store.get_message(i) is not None for i in ids[1:]):
             stored = False
         else:
-            stored = self.store.advance(ids[0], Status.RECEIVED, source=inbound.kind, create=record)
+            stored = self.store.advance(
+                ids[0], Status.RECEIVED, source=inbound.kind, create=record, also=consent
+            )
         extra = {
             "message_id": ids[0],
             "provider": inbound.provider,
@@ -229,17 +234,13 @@ class CallbackService:
         logger.info("inbound message", extra=extra)
         if stored:
             count("MessagesReceived", inbound.provider)
+            if action == "stop":
+                count("OptOuts", inbound.provider)
+                logger.info("opted out", extra={"from": mask(inbound.sender)})
+            elif action == "start":
+                count("OptIns", inbound.provider)
+                logger.info("opted back in", extra={"from": mask(inbound.sender)})
         return stored
-
-    def _act(self, inbound: Inbound, action: str) -> None:
-        if action == "stop":
-            self.store.add_opt_out(inbound.sender, how="STOP keyword", provider=inbound.provider)
-            count("OptOuts", inbound.provider)
-            logger.info("opted out", extra={"from": mask(inbound.sender)})
-        elif action == "start":
-            self.store.remove_opt_out(inbound.sender)
-            count("OptIns", inbound.provider)
-            logger.info("opted back in", extra={"from": mask(inbound.sender)})
 
 
 def _hashed(key: str) -> str:

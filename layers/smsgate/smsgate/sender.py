@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
 
 from . import commercial
@@ -29,6 +30,7 @@ from .observability import count, logger, mask
 from .phones import TEST_NUMBER, InvalidNumber, to_e164
 from .providers import PROVIDERS, OutboundSms, Outcome, OutcomeKind, ProviderClient, RuleViolation
 from .providers.base import Category, Prepared, ProviderError
+from .retries import describe, with_retries
 from .routing import Plan, Router, RoutingConfig, estimated_cost
 from .status import FINAL, Status
 from .store import Store, now_iso
@@ -121,6 +123,7 @@ class Sending:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     rule: str = ""
     recorded: str = ""  # the provider the record names (a retry may have named another)
+    requested: bool = False  # a provider request has started: the lease is never given back
 
     @property
     def id(self) -> str:
@@ -278,6 +281,18 @@ class SendService:
             route.plan.rule if route.plan.rule not in ("default", "named") else "",
         )
         s.recorded = str(record.get("provider") or item.provider)
+        try:
+            return self._claimed(s, sms, route, opted_out)
+        except Exception:
+            # An AWS call failed after the claim. Before any provider request nothing went
+            # out: give the lease back so a redelivery sends it (never `unknown` for that).
+            # After one, the lease stays: a redelivery settles it from what the provider says.
+            if not s.requested:
+                self.store.release(s.id, s.lease, {"last_attempt_at": now_iso()})
+            raise
+
+    def _claimed(self, s: Sending, sms: OutboundSms, route: Route, opted_out: bool) -> Result:
+        item = s.job
         if opted_out:
             return self._fail(s, "opted_out", "recipient has opted out")
         if not route.ready:
@@ -350,10 +365,13 @@ class SendService:
                 self.store.note(s.id, s.lease, s.facts())
                 s.recorded = option.provider
             started = time.monotonic()
+            s.requested = True
             outcome = option.client.send(sms, option.prepared)
+            # Only a sent or unknown outcome may have reached the provider; after a definite
+            # refusal the lease may still be given back if recording it fails.
+            s.requested = outcome.kind in (OutcomeKind.SENT, OutcomeKind.UNKNOWN)
             latency_ms = int((time.monotonic() - started) * 1000)
-            if self.health is not None:
-                self.health.observe(option.provider, outcome, latency_ms)
+            self._observe(option.provider, outcome, latency_ms)
             s.attempts.append(
                 {
                     "provider": option.provider,
@@ -377,6 +395,19 @@ class SendService:
             return self._settle(s, option, outcome)
         raise AssertionError("unreachable: the last option always settles")
 
+    def _observe(self, provider: str, outcome: Outcome, latency_ms: int) -> None:
+        """Tell the health board; its writes are advice, so a failed one costs a health sample,
+        never the message's own record."""
+        if self.health is None:
+            return
+        try:
+            self.health.observe(provider, outcome, latency_ms)
+        except Exception as exc:
+            logger.warning(
+                "could not record provider health",
+                extra={"provider": provider, "error": describe(exc)},
+            )
+
     @staticmethod
     def _record(item: Job) -> dict[str, Any]:
         m = item.message
@@ -390,6 +421,11 @@ class SendService:
             "commercial": m.commercial or None,
             "sender": m.sender,
         }
+
+    def dead_letter_record(self, item: Job | BadBody) -> dict[str, Any] | None:
+        """The record a message that dead-letters before its claim gets (None for a body that
+        could not be parsed: it is recorded `failed`, never dead-lettered)."""
+        return self._record(item) if isinstance(item, Job) else None
 
     def _cost(self, provider: str, segments: int) -> Decimal | None:
         cost = estimated_cost(self.router.config(), provider, segments)
@@ -423,11 +459,13 @@ class SendService:
             logger.info("message sent", extra=s.log(outcome=outcome.kind.value, code=outcome.code))
             return Done(Status.SENT.value, outcome.code)
         if outcome.kind is OutcomeKind.REJECTED:
+            # The provider's opt-out is stored with the failure, in one transaction: neither
+            # is ever recorded without the other.
+            also = []
             if outcome.opt_out and s.job.to != TEST_NUMBER:
-                self.store.add_opt_out(
-                    s.job.to, how=f"provider code {outcome.code}", provider=s.provider
-                )
-            return self._fail(s, outcome.code, outcome.reason)
+                how = f"provider code {outcome.code}"
+                also = [self.store.opt_out_write(s.job.to, how=how, provider=s.provider)]
+            return self._fail(s, outcome.code, outcome.reason, also)
         if outcome.kind is OutcomeKind.RETRYABLE:
             return self._retry(s, outcome)
         return self._settle_unknown(s, option.client, outcome, segments)
@@ -523,12 +561,8 @@ class SendService:
             retry_in=delay,
             receive_count=s.receive_count,
         )
-        if s.receive_count >= self.max_receive_count:
-            logger.error(
-                "retries exhausted: the message goes to the dead-letter queue", extra=extra
-            )
-        else:
-            logger.warning("retryable outcome: the message comes back later", extra=extra)
+        # On the last receive the batch logs the dead letter at ERROR (Batch._failed).
+        logger.warning("retryable outcome: the message comes back later", extra=extra)
         return Retry(delay, f"{outcome.code}: {outcome.reason}")
 
     def _wait(self, s: Sending, waiting: list[tuple[str, Verdict]]) -> Result:
@@ -556,7 +590,8 @@ class SendService:
             extra=s.log(waiting_for=why, retry_in=delay),
         )
         if self.settings.send_queue_url:
-            self.sqs.send_message(
+            with_retries(
+                self.sqs.send_message,
                 QueueUrl=self.settings.send_queue_url,
                 MessageBody=json.dumps(s.job.body),
                 DelaySeconds=delay,
@@ -564,7 +599,9 @@ class SendService:
             return Done(Status.QUEUED.value, "waiting")
         return Retry(delay, f"waiting for a provider ({why})")
 
-    def _fail(self, s: Sending, code: str, reason: str) -> Done:
+    def _fail(
+        self, s: Sending, code: str, reason: str, also: list[dict[str, Any]] | None = None
+    ) -> Done:
         self.store.advance(
             s.id,
             Status.FAILED,
@@ -573,6 +610,7 @@ class SendService:
             attrs={**s.facts(), "error_code": code, "error": reason},
             lease=s.lease,
             extra_history=s.queued,
+            also=also or (),
         )
         count("MessagesFailed", s.provider, reason=failure_reason(code))
         logger.info("message failed", extra=s.log(code=code, reason=reason))
@@ -659,16 +697,24 @@ class SendService:
             # No scheduler configured (or the window opens within a minute): SQS holds it.
             self.store.release(item.id, s.lease, {**s.facts(), "not_before": now_iso(opens)})
             return Retry(min(wait, MAX_VISIBILITY), "commercial message outside its window")
+        # The name is the message's and the window's: a schedule of that name is this hold,
+        # made by an earlier attempt whose answer was lost (ConflictException).
         name = f"hold-{item.id}-{int(opens.timestamp())}"
-        self.scheduler.create_schedule(
-            Name=name,
-            GroupName=group,
-            ScheduleExpression=f"at({opens.strftime('%Y-%m-%dT%H:%M:%S')})",
-            ScheduleExpressionTimezone="UTC",
-            FlexibleTimeWindow={"Mode": "OFF"},
-            ActionAfterCompletion="DELETE",
-            Target={"Arn": arn, "RoleArn": role, "Input": json.dumps(item.body)},
-        )
+        try:
+            with_retries(
+                self.scheduler.create_schedule,
+                Name=name,
+                GroupName=group,
+                ScheduleExpression=f"at({opens.strftime('%Y-%m-%dT%H:%M:%S')})",
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={"Arn": arn, "RoleArn": role, "Input": json.dumps(item.body)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
+            logger.info("hold schedule already exists", extra={"message_id": item.id})
         self.store.advance(
             item.id,
             Status.SCHEDULED,
@@ -737,6 +783,10 @@ class DeadlineReached(Exception):
     """Too little time is left in the invocation to send another message safely."""
 
 
+class OptOutsUnreadable(Exception):
+    """The batch's opt-outs could not be read: no message of it may be sent."""
+
+
 class RetryLater(Exception):
     def __init__(self, retry: Retry) -> None:
         super().__init__(retry.reason)
@@ -759,6 +809,18 @@ class Batch:
         }
         numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
         self.opted_out: set[str] = set()
+        # Why no record of this batch can be sent (its opt-outs could not be read), if so:
+        # each record then fails on its own, with that reason, rather than the invocation.
+        self.unavailable = ""
+        try:
+            self._read_opt_outs_and_health(numbers)
+        except Exception as exc:
+            self.unavailable = describe(exc)
+        self.delays: dict[str, int] = {}
+        self.results: dict[str, Result] = {}
+
+    def _read_opt_outs_and_health(self, numbers: list[str]) -> None:
+        service = self.service
         health = service.health
         providers = service.clients.configured() if health is not None else []
         if numbers or (providers and any(isinstance(i, Job) for i in self.items.values())):
@@ -767,24 +829,58 @@ class Batch:
             self.opted_out, other = service.store.opted_out_and(numbers, also)
             if health is not None:
                 health.accept(providers, other.get(health.table, []))
-        self.delays: dict[str, int] = {}
-        self.results: dict[str, Result] = {}
 
     def handle(self, record: Any) -> str:
         """Powertools' record handler: returns on success, raises to fail the record."""
         message_id = record["messageId"]
-        if self.remaining_ms() < self.service.slowest_call_ms + DEADLINE_MARGIN_MS:
-            self.delays[message_id] = 0
-            raise DeadlineReached("too little time left in this invocation")
         item = self.items[message_id]
         receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        if self.remaining_ms() < self.service.slowest_call_ms + DEADLINE_MARGIN_MS:
+            self.delays[message_id] = 0
+            self._failed(item, receive_count, "deadline", "too little time left in its invocation")
+            raise DeadlineReached("too little time left in this invocation")
         opted = isinstance(item, Job) and item.to in self.opted_out
-        result = self.service.process(item, opted, receive_count)
+        try:
+            if self.unavailable and isinstance(item, Job):
+                raise OptOutsUnreadable(self.unavailable)
+            result = self.service.process(item, opted, receive_count)
+        except OptOutsUnreadable:
+            self._failed(item, receive_count, "internal_error", self.unavailable)
+            raise
+        except Exception as exc:
+            self._failed(item, receive_count, "internal_error", describe(exc))
+            raise
         self.results[message_id] = result
         if isinstance(result, Retry):
             self.delays[message_id] = result.delay
+            self._failed(item, receive_count, "retries_exhausted", result.reason)
             raise RetryLater(result)
         return result.status
+
+    def _failed(self, item: Job | BadBody, receive_count: int, code: str, reason: str) -> None:
+        """A record goes back to SQS. On its last receive it goes on to the dead-letter queue
+        next: say so in an ERROR line and on the record, so the reason is never lost."""
+        service = self.service
+        last = receive_count >= service.max_receive_count
+        extra = {
+            "message_id": item.id,
+            "reason": reason,
+            "receive_count": receive_count,
+            "provider": item.provider,
+        }
+        if not last:
+            if code == "internal_error":
+                logger.warning("send failed: the message comes back later", extra=extra)
+            return
+        logger.error("the message goes to the dead-letter queue", extra=extra)
+        create = service.dead_letter_record(item)
+        try:
+            service.store.note_dead_letter(item.id, code, reason, create)
+        except Exception as exc:  # the ERROR line above still says why
+            logger.error(
+                "could not record the dead-letter reason",
+                extra={"message_id": item.id, "error": describe(exc)},
+            )
 
     def finish(self, response: Mapping[str, Any], records: list[Mapping[str, Any]]) -> None:
         """Set each failed record's visibility from its outcome's delay."""

@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from .retries import with_retries
 from .status import FINAL, Status, ranks_below
 
 _ser = TypeSerializer()
@@ -51,9 +52,10 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def update_if(db: Any, **request: Any) -> bool:
     """One conditional UpdateItem: False, having written nothing, when its condition does not
-    hold; any other error is raised."""
+    hold; a transient failure is tried again (`retries`), any other error is raised. A replay
+    of an update that was applied with its answer lost finds its condition gone: False."""
     try:
-        db.update_item(**request)
+        with_retries(db.update_item, **request)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
@@ -120,8 +122,11 @@ class Store:
     # --- messages -------------------------------------------------------------------------
 
     def get_message(self, message_id: str) -> dict[str, Any] | None:
-        item = self.db.get_item(
-            TableName=self.messages, Key={"id": {"S": message_id}}, ConsistentRead=True
+        item = with_retries(
+            self.db.get_item,
+            TableName=self.messages,
+            Key={"id": {"S": message_id}},
+            ConsistentRead=True,
         ).get("Item")
         return from_item(item) if item else None
 
@@ -129,7 +134,9 @@ class Store:
         """Take the right to send `message_id`, creating its record if it is new.
 
         Won only when the id is new, or waits (queued/scheduled) with no lease held: a sender
-        that stopped mid-request keeps its lease, so nobody resends what may have gone out.
+        that stopped mid-request keeps its lease, so nobody resends what may have gone out. A
+        claim applied with its answer lost is replayed (`retries`) with the same lease token:
+        the replay finds the record holding that token, and the claim is still ours.
         """
         lease = secrets.token_hex(8)
         now = datetime.now(UTC)
@@ -148,7 +155,8 @@ class Store:
         names = {"#s": "status", **{f"#{k}": k for k in attrs if attrs[k] is not None}}
         claimable = ", ".join(f":c{i}" for i in range(len(CLAIMABLE)))
         try:
-            answer = self.db.update_item(
+            answer = with_retries(
+                self.db.update_item,
                 TableName=self.messages,
                 Key={"id": {"S": message_id}},
                 UpdateExpression=(
@@ -169,7 +177,10 @@ class Store:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = exc.response.get("Item")
-            return Claim(False, existing=from_item(old) if old else self.get_message(message_id))
+            existing = from_item(old) if old else self.get_message(message_id)
+            if existing and existing.get("lease") == lease:  # our own claim, its answer lost
+                return Claim(True, lease=lease, item=existing)
+            return Claim(False, existing=existing)
         return Claim(True, lease=lease, item=from_item(answer.get("Attributes", {})))
 
     def release(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
@@ -213,6 +224,7 @@ class Store:
         expect_provider: str | None = None,
         reconcile: bool = True,
         clear: Iterable[str] = (),
+        also: Iterable[Mapping[str, Any]] = (),
     ) -> bool:
         """Move `message_id` to `new` if that is a step forward; append the change to history.
 
@@ -224,6 +236,10 @@ class Store:
         A waiting status (sent, unknown) enters the reconciliation index (`pending`,
         `pending_at`); a final one leaves it, and so does a waiting one with `reconcile=False`
         (the reconciliation has given up on it; a late receipt still settles it).
+
+        `also` adds writes that stand or fall with the change (`opt_out_write`,
+        `opt_in_write`): an opt-out and the message that caused it are stored together or not
+        at all, so no redelivery can find one without the other.
         """
         at = now_iso()
         attrs = {**(attrs or {}), "status": new.value, "status_at": at, "updated_at": at}
@@ -287,8 +303,15 @@ class Store:
                 "expires_at": expires,
             }
             items.append({"Put": {"TableName": self.status, "Item": to_item(entry)}})
+        items.extend(dict(write) for write in also)
         try:
-            self.db.transact_write_items(TransactItems=items)
+            # One token for every attempt: DynamoDB answers a replay of an applied transaction
+            # with success instead of applying it again (within ten minutes).
+            with_retries(
+                self.db.transact_write_items,
+                TransactItems=items,
+                ClientRequestToken=secrets.token_hex(16),
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons") or []
@@ -320,7 +343,7 @@ class Store:
         }
         if start:
             kwargs["ExclusiveStartKey"] = dict(start)
-        page = self.db.query(**kwargs)
+        page = with_retries(self.db.query, **kwargs)
         items = [from_item(i) for i in page.get("Items", [])]
         return items, page.get("LastEvaluatedKey")
 
@@ -372,7 +395,8 @@ class Store:
         """Our id of the message the provider calls `provider_message_id` (receipt index)."""
         if not provider_message_id:
             return None
-        page = self.db.query(
+        page = with_retries(
+            self.db.query,
             TableName=self.messages,
             IndexName=PROVIDER_ID_INDEX,
             KeyConditionExpression="provider_message_id = :pid AND provider = :p",
@@ -385,13 +409,15 @@ class Store:
 
     def keep_unmatched_receipt(
         self, provider: str, provider_message_id: str, client_id: str, code: str
-    ) -> None:
+    ) -> bool:
         """A receipt for no message we know: kept in the history under its provider's id, so
-        it can be matched later and nobody's message is touched."""
-        at = now_iso()
+        it can be matched later and nobody's message is touched. Keyed by the receipt itself
+        (the message's id and the status code), so a resent receipt finds the item its first
+        delivery wrote: True when this call kept it, False when it was already kept."""
         entry = {
             "message_id": f"unmatched#{provider}#{provider_message_id or client_id}",
-            "at": f"{at}#{code}",
+            "at": f"receipt#{code}",
+            "received_at": now_iso(),
             "source": "dlr",
             "raw": code,
             "provider": provider,
@@ -399,7 +425,18 @@ class Store:
             "client_id": client_id or None,
             "expires_at": self.expires_at(),
         }
-        self.db.put_item(TableName=self.status, Item=to_item(entry))
+        try:
+            with_retries(
+                self.db.put_item,
+                TableName=self.status,
+                Item=to_item(entry),
+                ConditionExpression="attribute_not_exists(message_id)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def history(self, message_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -410,7 +447,7 @@ class Store:
             "ConsistentRead": True,
         }
         while True:
-            page = self.db.query(**kwargs)
+            page = with_retries(self.db.query, **kwargs)
             items.extend(from_item(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
@@ -443,7 +480,7 @@ class Store:
                     "ConsistentRead": True,
                 }
             while request:
-                answer = self.db.batch_get_item(RequestItems=request)
+                answer = with_retries(self.db.batch_get_item, RequestItems=request)
                 for table, items in answer["Responses"].items():
                     if table == self.optouts:
                         found.update(i["phone"]["S"] for i in items)
@@ -453,17 +490,74 @@ class Store:
         return found, other
 
     def add_opt_out(self, phone: str, how: str, provider: str | None = None) -> None:
+        with_retries(self.db.update_item, **self.opt_out_write(phone, how, provider)["Update"])
+
+    def opt_out_write(self, phone: str, how: str, provider: str | None = None) -> dict[str, Any]:
+        """The write that opts `phone` out (keeping the first `since`), for `advance(also=)`
+        or on its own."""
         at = now_iso()
-        self.db.update_item(
-            TableName=self.optouts,
-            Key={"phone": {"S": phone}},
-            UpdateExpression="SET since = if_not_exists(since, :at), how = :how, updated_at = :at"
-            + (", provider = :p" if provider else ""),
-            ExpressionAttributeValues=to_item({":at": at, ":how": how, ":p": provider}),
-        )
+        return {
+            "Update": {
+                "TableName": self.optouts,
+                "Key": {"phone": {"S": phone}},
+                "UpdateExpression": "SET since = if_not_exists(since, :at), how = :how, "
+                "updated_at = :at" + (", provider = :p" if provider else ""),
+                "ExpressionAttributeValues": to_item({":at": at, ":how": how, ":p": provider}),
+            }
+        }
+
+    def opt_in_write(self, phone: str) -> dict[str, Any]:
+        """The write that opts `phone` back in, for `advance(also=)`."""
+        return {"Delete": {"TableName": self.optouts, "Key": {"phone": {"S": phone}}}}
 
     def remove_opt_out(self, phone: str) -> bool:
-        answer = self.db.delete_item(
-            TableName=self.optouts, Key={"phone": {"S": phone}}, ReturnValues="ALL_OLD"
+        answer = with_retries(
+            self.db.delete_item,
+            TableName=self.optouts,
+            Key={"phone": {"S": phone}},
+            ReturnValues="ALL_OLD",
         )
         return "Attributes" in answer
+
+    # --- dead letters ---------------------------------------------------------------------
+
+    def note_dead_letter(
+        self, message_id: str, code: str, reason: str, create: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Say on a waiting record why its queue message is going to the dead-letter queue
+        (its last receive failed): `error_code` (kept when the record already has one), the
+        reason and when. A final record is left as it is; a missing one is made `queued` from
+        `create` (the message never got as far as its claim), so every dead letter has one."""
+        at = now_iso()
+        values: dict[str, Any] = {
+            ":code": code,
+            ":reason": reason,
+            ":at": at,
+            ":q": Status.QUEUED.value,
+            ":s": Status.SCHEDULED.value,
+        }
+        sets = [
+            "error_code = if_not_exists(error_code, :code)",
+            "dead_letter_reason = :reason",
+            "dead_lettered_at = :at",
+            "updated_at = :at",
+        ]
+        names = {"#s": "status"}
+        condition = "attribute_exists(id) AND #s IN (:q, :s)"
+        if create is not None:
+            fresh = {**self._personal(create), **create, "created_at": at}
+            fresh = {k: v for k, v in fresh.items() if v is not None}
+            sets.append("#s = if_not_exists(#s, :q)")
+            for i, (k, v) in enumerate(fresh.items()):
+                names[f"#c{i}"], values[f":c{i}"] = k, v
+                sets.append(f"#c{i} = if_not_exists(#c{i}, :c{i})")
+            condition = "attribute_not_exists(id) OR #s IN (:q, :s)"
+        return update_if(
+            self.db,
+            TableName=self.messages,
+            Key={"id": {"S": message_id}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
