@@ -212,12 +212,18 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
             events.append(sqs_event(records))
         return events
 
+    cpu = {
+        "handler": 0.0,
+        "floor": 0.0,
+    }  # this process's CPU seconds (moto and the sims are the parent's)
+
     def run_handler(events: list[dict[str, Any]]) -> float:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for event in events:
             response = app.lambda_handler(event, Context())
             if response["batchItemFailures"]:
                 raise RuntimeError(f"send handler failed records: {response}")
+        cpu["handler"] += time.process_time() - c0
         return time.perf_counter() - t0
 
     table = os.environ["MESSAGES_TABLE"]
@@ -225,7 +231,7 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     session = requests.Session()
 
     def run_floor(start: int, count: int) -> float:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(start, start + count):
             mid = f"f{i:06d}"
             db.put_item(
@@ -255,6 +261,7 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":s": {"S": "sent"}, ":p": {"S": reply.text[3:]}},
             )
+        cpu["floor"] += time.process_time() - c0
         return time.perf_counter() - t0
 
     # warm both paths (imports, connections, credentials), then count from zero
@@ -262,6 +269,7 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     rss_handler_only = _rss_mb()
     run_floor(900_000, warm)
     measure.reset()
+    cpu.update(handler=0.0, floor=0.0)
     per_round = n // rounds
     hs, fs = _alternate(
         rounds,
@@ -278,6 +286,8 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
         "handler_rounds_msgs_per_s": [per_round / x for x in hs],
         "floor_rounds_msgs_per_s": [per_round / x for x in fs],
         **measure.figures(),
+        "cpu_ms_per_message_handler": 1000 * cpu["handler"] / (per_round * rounds),
+        "cpu_ms_per_message_floor": 1000 * cpu["floor"] / (per_round * rounds),
         "rss_mb_after_warm_handler_only": rss_handler_only,
         "rss_mb_peak": _rss_mb(),
     }
@@ -451,14 +461,16 @@ def worker_cold(kind: str) -> dict[str, Any]:
 # =========================================================================== parent side
 
 
-def _run_worker(args: list[str], timeout: float = 600) -> dict[str, Any]:
+def _run_worker(
+    args: list[str], timeout: float = 600, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as fh:
         out = fh.name
     try:
         proc = subprocess.run(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "benchmarks.bench", "worker", *args, "--out", out],
             cwd=ROOT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -544,8 +556,54 @@ def cost_per_million(send: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def run_lanes(env: Any, n: int, latency: float) -> dict[str, Any]:
+    """The lanes' figures (benchmarks/lanes.py) at a provider latency of `latency` seconds."""
+    stack = json.dumps(
+        {"queues": env.stack.queues, "queue_arns": env.stack.queue_arns, "tables": env.stack.tables}
+    )
+    gt = env.sims.grouptexting
+    for sim in env.sims:
+        sim.latency = latency
+    print(f"lanes: {n} messages per lane at L = {latency * 1000:.0f} ms", flush=True)
+    before = len(gt.requests)
+    gt.peak_connections = gt.open_connections
+    out = _run_worker(["lanes", "--n", str(n), "--latency", str(latency), "--stack", stack], 900)
+    gt_requests = gt.requests[before:]
+    out["grouptexting_peak_connections"] = gt.peak_connections
+    out["gateway_503s"] = sum(1 for r in gt_requests if r.status == 503)
+    print(
+        "isolation: Club Texting + TextingHouse, then again with Group Texting hanging", flush=True
+    )
+    iso_n = max(50, n // 2)
+    calm = _run_worker(
+        ["isolation", "--n", str(iso_n), "--stack", stack], 900, {"ISOLATION_SUFFIX": "a"}
+    )
+    gt.set_fault("hang", delay=30.0)
+    try:
+        hung = _run_worker(
+            ["isolation", "--n", str(iso_n), "--stack", stack], 900, {"ISOLATION_SUFFIX": "b"}
+        )
+    finally:
+        gt.clear_faults()
+    out["isolation"] = {
+        "calm_s": calm["drain_s"],
+        "hung_s": hung["drain_s"],
+        "messages": calm["messages"],
+    }
+    out["isolation_ratio"] = hung["drain_s"] / calm["drain_s"]
+    for sim in env.sims:
+        sim.latency = 0.0
+    return out
+
+
 def run_bench(
-    n: int, rounds: int, cold_runs: int, profile: bool, cheap_snapshots: bool = True
+    n: int,
+    rounds: int,
+    cold_runs: int,
+    profile: bool,
+    cheap_snapshots: bool = True,
+    lane_n: int = 300,
+    lane_latency: float = 0.2,
 ) -> dict[str, Any]:
     from benchmarks.common import start_env
 
@@ -585,6 +643,7 @@ def run_bench(
             )
         finally:
             Path(ids_file).unlink(missing_ok=True)
+        lanes = run_lanes(env, lane_n, lane_latency)
         prof = None
         if profile:
             print("profile: send handler under cProfile", flush=True)
@@ -626,7 +685,17 @@ def run_bench(
         "profile": prof,
         "bench_parent_rss_mb": parent_rss,
         "moto_patch": moto_patch,
+        "lanes": lanes,
         "figures": {
+            "lane_ratio_clubtexting": lanes["lanes"]["clubtexting"]["ratio"],
+            "lane_ratio_textinghouse": lanes["lanes"]["textinghouse"]["ratio"],
+            "lane_ratio_grouptexting": lanes["lanes"]["grouptexting"]["ratio"],
+            "concurrency_scaling_textinghouse": lanes["concurrency_scaling_textinghouse"],
+            "grouptexting_peak_connections": lanes["grouptexting_peak_connections"],
+            "gateway_503s": lanes["gateway_503s"],
+            "isolation_ratio": lanes["isolation_ratio"],
+            "cpu_per_message_ratio": send["cpu_ms_per_message_handler"]
+            / send["cpu_ms_per_message_floor"],
             "sender_ratio": send["handler_msgs_per_s"] / send["floor_msgs_per_s"],
             "callbacks_ratio": cb["handler_per_s"] / cb["floor_per_s"],
             "dynamodb_per_message": ddb_per_msg,
@@ -726,6 +795,55 @@ def to_markdown(r: dict[str, Any]) -> str:
             _goal(f["callbacks_ratio"] >= 0.85),
         )
     )
+    lanes = r["lanes"]
+    for provider, goal in (("clubtexting", 0.8), ("textinghouse", 0.8), ("grouptexting", 0.85)):
+        lane = lanes["lanes"][provider]
+        rows.append(
+            (
+                f"L1 Lane throughput {provider}",
+                f"{lane['msgs_per_s']:.1f} msg/s vs ceiling {lane['concurrency']} x "
+                f"{lane['per_invocation']} / {lanes['latency_s'] * 1000:.0f} ms = "
+                f"{lane['ceiling_msgs_per_s']:.0f} msg/s: **{lane['ratio']:.2f}**",
+                f"≥ {goal}",
+                _goal(lane["ratio"] >= goal),
+            )
+        )
+    rows.append(
+        (
+            "L1 TextingHouse lane, concurrency 1 → 2",
+            f"{lanes['textinghouse_doubled']['msgs_per_s']:.1f} msg/s: "
+            f"**{f['concurrency_scaling_textinghouse']:.2f}x**",
+            "≥ 1.7x (until the CPUs are the limit)",
+            _goal(f["concurrency_scaling_textinghouse"] >= 1.7),
+        )
+    )
+    rows.append(
+        (
+            "L2 Group Texting simultaneous connections (lane + credit check + CLI call)",
+            f"peak **{f['grouptexting_peak_connections']}**, HTTP 503 {f['gateway_503s']}",
+            "≤ 2, 0",
+            _goal(f["grouptexting_peak_connections"] <= 2 and f["gateway_503s"] == 0),
+        )
+    )
+    iso = lanes["isolation"]
+    rows.append(
+        (
+            "L3 Isolation: Club Texting + TextingHouse drain with Group Texting hanging",
+            f"{iso['hung_s']:.1f} s vs {iso['calm_s']:.1f} s ({iso['messages']} messages) = "
+            f"**{f['isolation_ratio']:.2f}x**",
+            "≤ 1.1x",
+            _goal(f["isolation_ratio"] <= 1.1),
+        )
+    )
+    rows.append(
+        (
+            "L4 CPU per sent message (send handler's process)",
+            f"{s['cpu_ms_per_message_handler']:.1f} ms vs floor "
+            f"{s['cpu_ms_per_message_floor']:.1f} ms = **{f['cpu_per_message_ratio']:.2f}x**",
+            "≤ 1.2x",
+            _goal(f["cpu_per_message_ratio"] <= 1.2),
+        )
+    )
     norm = r["normalised"]
     rows.append(
         (
@@ -767,7 +885,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench")
     sub = parser.add_subparsers(dest="cmd")
     worker = sub.add_parser("worker")
-    worker.add_argument("kind", choices=["send", "callbacks", "cold", "profile"])
+    worker.add_argument(
+        "kind", choices=["send", "callbacks", "cold", "profile", "lanes", "isolation"]
+    )
+    worker.add_argument("--latency", type=float, default=0.2)
+    worker.add_argument("--stack", default="{}")
     worker.add_argument("--n", type=int, default=2000)
     worker.add_argument("--rounds", type=int, default=4)
     worker.add_argument("--warm", type=int, default=50)
@@ -784,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep moto's deep copy of whole tables per TransactWriteItems (O(table size))",
     )
     parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument("--lane-n", type=int, default=300, help="messages per lane run")
+    parser.add_argument("--lane-latency-ms", type=float, default=200.0)
     args = parser.parse_args(argv)
     if args.cmd == "worker":
         if args.kind == "send":
@@ -792,12 +916,26 @@ def main(argv: list[str] | None = None) -> int:
             out = worker_callbacks(args.n, args.rounds, args.warm, args.ids)
         elif args.kind == "profile":
             out = worker_profile(args.n, args.out + ".prof")
+        elif args.kind == "lanes":
+            from benchmarks.lanes import worker_lanes
+
+            out = worker_lanes(args.n, args.latency, args.stack)
+        elif args.kind == "isolation":
+            from benchmarks.lanes import worker_isolation
+
+            out = worker_isolation(args.n, args.stack)
         else:
             out = worker_cold(args.cold_kind)
         Path(args.out).write_text(json.dumps(out))
         return 0
     result = run_bench(
-        args.n, args.rounds, args.cold_runs, not args.no_profile, not args.moto_deepcopy
+        args.n,
+        args.rounds,
+        args.cold_runs,
+        not args.no_profile,
+        not args.moto_deepcopy,
+        args.lane_n,
+        args.lane_latency_ms / 1000,
     )
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -122,9 +122,21 @@ class CallCounter:
 # --------------------------------------------------------------------------- events
 
 
+def lane_arn(provider: str = "textinghouse") -> str:
+    """The ARN of a provider's lane queue of the stack in os.environ (its name is the URL's
+    last part): a record from there is sent by the send function, not routed."""
+    url = os.environ.get(f"{provider.upper()}_LANE_URL", "")
+    return f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1] or 'send'}"
+
+
 def sqs_record(
-    body: Any, message_id: str | None = None, receive_count: int = 1, handle: str = ""
+    body: Any,
+    message_id: str | None = None,
+    receive_count: int = 1,
+    handle: str = "",
+    source_arn: str | None = None,
 ) -> dict[str, Any]:
+    """A Lambda SQS record; by default one of the TextingHouse lane's (the sender's path)."""
     text = body if isinstance(body, str) else json.dumps(body)
     mid = message_id or str(uuid.uuid4())
     return {
@@ -135,7 +147,7 @@ def sqs_record(
         "messageAttributes": {},
         "md5OfBody": "x",
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:send",
+        "eventSourceARN": source_arn or lane_arn(),
         "awsRegion": "us-east-1",
     }
 
@@ -231,6 +243,9 @@ def start_env(
     else:
         from moto import mock_aws
 
+        from smsgate_local.harness import serialised_dynamodb
+
+        serialised_dynamodb()  # a sender's workers share it, as DynamoDB orders their writes
         mock = mock_aws()
         mock.start()
         stops.append(mock.stop)

@@ -63,6 +63,8 @@ def _send_handler(env: Env) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     service = wiring.send_service()
     if env.endpoint is None and not isinstance(service.store.db, Serialised):
         service.store.db = Serialised(service.store.db)
+        if service.health is not None:
+            service.health.db = service.store.db
     return app.lambda_handler  # type: ignore[no-any-return]
 
 
@@ -172,7 +174,15 @@ def faults(env: Env, n: int, rate: float = 0.30, budget_s: float = 240.0) -> dic
     send = _send_handler(env)
     sqs = boto3.client("sqs")
     url = env.stack.queues["SendQueue"]
-    dlq = env.stack.queues["SendDeadLetterQueue"]
+    # The send queue's router and the TextingHouse lane's senders, each polled as Lambda would.
+    queues = {
+        url: env.stack.queue_arns["SendQueue"],
+        env.stack.queues["TextingHouseLaneQueue"]: env.stack.queue_arns["TextingHouseLaneQueue"],
+    }
+    dlqs = [
+        env.stack.queues["SendDeadLetterQueue"],
+        env.stack.queues["TextingHouseLaneDeadLetterQueue"],
+    ]
     per_mode = 1 - (1 - rate) ** (1 / 4)  # four independent faults: 30 % in all
     th = env.sims.textinghouse
     th.set_fault("http_503", rate=per_mode)
@@ -200,31 +210,50 @@ def faults(env: Env, n: int, rate: float = 0.30, budget_s: float = 240.0) -> dic
     trace: dict[str, list[str]] = {}
     started = time.monotonic()
     try:
+        polled = url
         while time.monotonic() - started < budget_s:
-            answer = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
-            )
-            messages = answer.get("Messages", [])
+            messages = []
+            for polled in queues:
+                answer = sqs.receive_message(
+                    QueueUrl=polled,
+                    MaxNumberOfMessages=10,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                    WaitTimeSeconds=0,
+                )
+                messages = answer.get("Messages", [])
+                if messages:
+                    break
             if not messages:
-                attrs = sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                    ],
-                )["Attributes"]
-                if not any(int(v) for v in attrs.values()):
+                waiting = 0
+                for queue in queues:
+                    attrs = sqs.get_queue_attributes(
+                        QueueUrl=queue,
+                        AttributeNames=[
+                            "ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible",
+                        ],
+                    )["Attributes"]
+                    waiting += sum(int(v) for v in attrs.values())
+                if not waiting:
                     break
                 time.sleep(0.2)
                 continue
             event = sqs_event(
                 [
-                    sqs_record(
-                        m["Body"],
-                        message_id=m["MessageId"],
-                        receive_count=int(m["Attributes"]["ApproximateReceiveCount"]),
-                        handle=m["ReceiptHandle"],
-                    )
+                    {
+                        **sqs_record(
+                            m["Body"],
+                            message_id=m["MessageId"],
+                            receive_count=int(m["Attributes"]["ApproximateReceiveCount"]),
+                            handle=m["ReceiptHandle"],
+                            source_arn=queues[polled],
+                        ),
+                        "messageAttributes": {
+                            k: {"stringValue": v.get("StringValue"), "dataType": v["DataType"]}
+                            for k, v in (m.get("MessageAttributes") or {}).items()
+                        },
+                    }
                     for m in messages
                 ]
             )
@@ -243,17 +272,18 @@ def faults(env: Env, n: int, rate: float = 0.30, budget_s: float = 240.0) -> dic
                 trace.setdefault(mid, []).append(f"receive#{rc}:{verdict}")
                 outcomes[verdict] += 1
                 if verdict == "deleted":
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    sqs.delete_message(QueueUrl=polled, ReceiptHandle=m["ReceiptHandle"])
     finally:
         sender.backoff = real_backoff  # type: ignore[assignment]
         th.clear_faults()
     drained_s = time.monotonic() - started
     in_dlq: set[str] = set()
-    while True:
-        got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not got.get("Messages"):
-            break
-        in_dlq.update(json.loads(m["Body"])["id"] for m in got["Messages"])
+    for dlq in dlqs:
+        while True:
+            got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=300)
+            if not got.get("Messages"):
+                break
+            in_dlq.update(json.loads(m["Body"])["id"] for m in got["Messages"])
     records = _messages(env)
     accepted = accepted_per_id(env.sims)
     verdicts: dict[str, str] = {}

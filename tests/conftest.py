@@ -13,6 +13,7 @@ from smsgate_local.harness import (  # noqa: F401 - the tests import them from h
     LambdaContext,
     cheap_transaction_snapshots,
     load_function,
+    serialised_dynamodb,
 )
 
 # Fake credentials before boto3 is imported anywhere: nothing in the tests reaches AWS.
@@ -35,6 +36,9 @@ pytest_plugins = ["smsgate_sim.pytest_plugin"]
 # for its rollback: O(table) per TransactWriteItems. The stand-in is patched to snapshot only
 # the items the transaction names (smsgate_local.harness; the same result, tested there).
 cheap_transaction_snapshots()
+# A sender sends its batch from several threads: in-process moto answers one DynamoDB request
+# at a time, as DynamoDB orders conditional writes (the local stack's moto server does too).
+serialised_dynamodb()
 
 CALLBACK_TOKEN = "test-callback-token-0123456789abcdef"
 SIM_USER, SIM_PASS = "smsgate", "local-secret"

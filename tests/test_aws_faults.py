@@ -238,6 +238,13 @@ class SendHarness:
     def __init__(self, stack: Any, sims: Any, faults: Faults) -> None:
         self.stack, self.sims, self.faults = stack, sims, faults
         self.url, self.arn = stack.queues["SendQueue"], stack.queue_arns["SendQueue"]
+        # The send queue, the providers' lanes and their dead-letter queues.
+        self.queues = {
+            k: v
+            for k, v in stack.queues.items()
+            if k.startswith(("Send", "ClubTexting", "GroupTexting", "TextingHouse"))
+        }
+        self.arns = {k: stack.queue_arns[k] for k in self.queues}
         self.sqs = boto3.client("sqs")
         self.handler = load_function("send").lambda_handler
 
@@ -249,6 +256,8 @@ class SendHarness:
     def forget_health(self) -> None:
         db, table = boto3.client("dynamodb"), self.stack.tables["HealthTable"]
         for item in db.scan(TableName=table)["Items"]:
+            if item["slot"]["S"].startswith("conn#"):
+                continue  # connection slots keep their last release (the per-second window)
             db.delete_item(
                 TableName=table, Key={"provider": item["provider"], "slot": item["slot"]}
             )
@@ -260,7 +269,8 @@ class SendHarness:
         prepare: Callable[[SendCase], None] | None = None,
         inspect: Callable[[SendCase], dict[str, Any]] | None = None,
     ) -> SendRun:
-        stand_in_queue(self.url)._messages.clear()  # each run starts from an empty queue
+        for url in self.queues.values():
+            stand_in_queue(url)._messages.clear()  # each run starts from empty queues
         forget_parameters()  # the secret and the rules are read in every run
         self.forget_health()  # each run starts from healthy providers
         if prepare:
@@ -270,29 +280,48 @@ class SendHarness:
             board._written_at = 0.0  # health counts are written by every run's batch
         self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(case.body))
         self.faults.start_run(target)
-        acknowledged, receives = False, 0
-        for _ in range(MAX_RECEIVES):
-            event = receive_event(self.url, self.arn, 1)
-            if not event["Records"]:
+        receives = 0
+        # Lambda's event sources of the send queue and the lanes, each record redelivered at
+        # once when it fails (the visibility the sender asked for is not waited out), until
+        # no queue has a visible message or one went to a dead-letter queue.
+        for _ in range(4 * MAX_RECEIVES):
+            busy = False
+            for queue, url in self.queues.items():
+                if queue.endswith("DeadLetterQueue"):
+                    continue
+                event = receive_event(url, self.arns[queue], 1)
+                if not event["Records"]:
+                    continue
+                busy, receives = True, receives + 1
+                self.faults.armed = True
+                try:
+                    response = self.handler(event, LambdaContext(30_000))
+                    failed = bool(response["batchItemFailures"])
+                except Exception:  # the invocation failed: Lambda returns every record
+                    failed = True
+                finally:
+                    self.faults.armed = False
+                handle = event["Records"][0]["receiptHandle"]
+                if failed:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0
+                    )
+                else:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+            if not busy:
                 break
-            receives += 1
-            self.faults.armed = True
-            try:
-                response = self.handler(event, LambdaContext(30_000))
-                failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-            except Exception:  # the invocation failed: Lambda returns every record
-                failed = {r["messageId"] for r in event["Records"]}
-            finally:
-                self.faults.armed = False
-            handle = event["Records"][0]["receiptHandle"]
-            if not failed:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
-                acknowledged = True
-                break
-            # Redelivered at once (the visibility the sender asked for is not waited out).
-            self.sqs.change_message_visibility(
-                QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0
-            )
+        dead = sum(
+            len(stand_in_queue(url)._messages)
+            for queue, url in self.queues.items()
+            if queue.endswith("DeadLetterQueue")
+        )
+        visible = sum(
+            1
+            for queue, url in self.queues.items()
+            for m in stand_in_queue(url)._messages
+            if not queue.endswith("DeadLetterQueue") and m.visible and not m.delayed
+        )
+        acknowledged = dead == 0 and visible == 0
         rec = record(self.stack, case.id)
         return SendRun(
             acknowledged=acknowledged,
@@ -567,10 +596,13 @@ def test_an_opted_out_recipient_and_a_bad_body_survive_every_fault(
 
 
 def test_a_message_that_dead_letters_says_why(send_harness: SendHarness, log_stream: Any) -> None:
-    """Every receive fails (the opt-out read never answers): the record, made for it, and an
-    ERROR line say why it goes to the dead-letter queue; the line holds no number or text."""
+    """Every receive in its lane fails (the opt-out read never answers): the record, made for
+    it, and an ERROR line say why it goes to the lane's dead-letter queue; the line holds no
+    number or text."""
     c = case("dlq", 0, "clubtexting", us(0), provider="clubtexting")
-    send_harness.sqs.send_message(QueueUrl=send_harness.url, MessageBody=json.dumps(c.body))
+    lane_url = send_harness.stack.queues["ClubTextingLaneQueue"]
+    lane_arn = send_harness.stack.queue_arns["ClubTextingLaneQueue"]
+    send_harness.sqs.send_message(QueueUrl=lane_url, MessageBody=json.dumps(c.body))
 
     def fail_reads(model: Any, **_: Any) -> None:
         if model.name == "BatchGetItem":
@@ -582,12 +614,12 @@ def test_a_message_that_dead_letters_says_why(send_harness: SendHarness, log_str
     harness = send_harness
     try:
         for _ in range(MAX_RECEIVES):
-            event = receive_event(harness.url, harness.arn, 1)
+            event = receive_event(lane_url, lane_arn, 1)
             assert event["Records"]
             response = harness.handler(event, LambdaContext(30_000))
             assert len(response["batchItemFailures"]) == 1
             harness.sqs.change_message_visibility(
-                QueueUrl=harness.url,
+                QueueUrl=lane_url,
                 ReceiptHandle=event["Records"][0]["receiptHandle"],
                 VisibilityTimeout=0,
             )
@@ -599,8 +631,8 @@ def test_a_message_that_dead_letters_says_why(send_harness: SendHarness, log_str
     assert rec["dead_letter_reason"] == "InternalServerError (BatchGetItem)"
     assert rec["to"] == c.to and rec["expires_at"] > time.time()
     # SQS moves it to the dead-letter queue on the next receive.
-    assert receive_event(harness.url, harness.arn, 1)["Records"] == []
-    dlq = harness.stack.queues["SendDeadLetterQueue"]
+    assert receive_event(lane_url, lane_arn, 1)["Records"] == []
+    dlq = harness.stack.queues["ClubTextingLaneDeadLetterQueue"]
     assert len(harness.sqs.receive_message(QueueUrl=dlq).get("Messages", [])) == 1
     lines = [json.loads(line) for line in log_stream.getvalue().splitlines() if line]
     errors = [line for line in lines if line["level"] == "ERROR"]

@@ -62,6 +62,11 @@ def stack_file(stack: Any, sims: Any, path: Path, **urls: str) -> Path:
         "routing_parameter": stack.parameters["RoutingRulesParameter"],
         "event_bus_name": stack.buses["EventBus"],
         "simulators": {**sims.urls, **urls},
+        "lane_urls": {
+            lid[: -len("LaneQueue")].lower(): url
+            for lid, url in stack.queues.items()
+            if lid.endswith("LaneQueue")
+        },
     }
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -279,12 +284,18 @@ def test_providers_show_what_the_senders_see(cli: Run, stack: Any) -> None:
     board.observe("grouptexting", error, 120)
     board.flush()
     board.mark_unhealthy("textinghouse", "credit")
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.queues["ClubTextingLaneQueue"], MessageBody="{}"
+    )
     result = cli("--json", "providers")
     assert result.code == 0, result.err
     rows = {r["provider"]: r for r in result.json()["providers"]}
     assert rows["clubtexting"]["health"] == "healthy"
     assert (rows["grouptexting"]["answers"], rows["grouptexting"]["error_rate"]) == (1, 1.0)
     assert rows["textinghouse"]["health"].startswith("skipped: credit until ")
+    # each lane's depth, as its queue has it
+    assert (rows["clubtexting"]["lane_waiting"], rows["clubtexting"]["lane_in_flight"]) == (1, 0)
+    assert rows["grouptexting"]["lane_waiting"] == 0
     human = cli("providers")
     assert human.code == 0 and "skipped: credit" in human.out
 
@@ -367,10 +378,17 @@ def test_group_texting_rate_limit_is_waited_out(
     from smsgate_cli import context
 
     monkeypatch.setattr(context, "RATE_LIMIT_WAIT", 0.4)
-    # each run opens its own connection; the simulator admits two per second
+    # Each run opens its own connection, through one of the deployment's two connection slots:
+    # the slots space them out (a given-back slot rests a second), so the simulator, which
+    # admits two connections a second, never has to refuse one.
     results = [cli("--json", "keywords", "check", "DONUTS") for _ in range(4)]
     assert [r.code for r in results] == [0, 0, 0, 0], [r.err for r in results]
-    assert any(r.status == 503 for r in sims.grouptexting.requests)  # it did rate-limit
+    assert not any(r.status == 503 for r in sims.grouptexting.requests)
+    assert sims.grouptexting.peak_connections <= 2
+    # A 503 all the same (another client of the account): asked again, it succeeds.
+    sims.grouptexting.force_answer("busy", status=503, times=1)
+    assert cli("--json", "keywords", "check", "DONUTS").code == 0
+    assert [r.status for r in sims.grouptexting.requests][-2:] == [503, 200]
 
 
 # --------------------------------------------------------------------------- doctor

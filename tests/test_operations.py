@@ -737,6 +737,11 @@ def dashboard(template: dict[str, Any]) -> dict[str, Any]:
         "AWS::StackName": "smsgate-test",
         "SendQueue.QueueName": "smsgate-test-SendQueue",
         "SendDeadLetterQueue.QueueName": "smsgate-test-SendDeadLetterQueue",
+        **{
+            f"{p}Lane{q}.QueueName": f"smsgate-test-{p}Lane{q}"
+            for p in ("ClubTexting", "GroupTexting", "TextingHouse")
+            for q in ("Queue", "DeadLetterQueue")
+        },
         "CallbacksApi.Stage": api["StageName"],  # SAM's reference to the API's stage
     }
     values.update({k: str(v["Default"]) for k, v in template["Parameters"].items()})
@@ -771,7 +776,10 @@ def test_dashboard_is_valid_json_naming_existing_metrics(template: dict[str, Any
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateAgeOfOldestMessage",
     }
-    queues = {"smsgate-test-SendQueue", "smsgate-test-SendDeadLetterQueue"}
+    lanes = ("ClubTextingLane", "GroupTextingLane", "TextingHouseLane")
+    queues = {"smsgate-test-SendQueue", "smsgate-test-SendDeadLetterQueue"} | {
+        f"smsgate-test-{lane}{q}" for lane in lanes for q in ("Queue", "DeadLetterQueue")
+    }
     rows = dashboard_metrics(body)
     assert rows
     for namespace, name, dims in rows:
@@ -814,6 +822,18 @@ def test_dashboard_shows_what_operators_need(template: dict[str, Any]) -> None:
     assert has("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue)
     assert has("AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=queue)
     assert has("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=dlq)
+    for lane in ("ClubTextingLane", "GroupTextingLane", "TextingHouseLane"):  # each lane's own
+        assert has(
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=f"smsgate-test-{lane}Queue"
+        )
+        assert has(
+            "AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=f"smsgate-test-{lane}Queue"
+        )
+        assert has(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            QueueName=f"smsgate-test-{lane}DeadLetterQueue",
+        )
     api = {"ApiName": "smsgate-test", "Stage": "v1"}
     assert has("AWS/ApiGateway", "Count", **api)
     assert has("AWS/ApiGateway", "4XXError", **api)

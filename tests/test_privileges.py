@@ -374,6 +374,10 @@ def send_paths(paths: Paths) -> None:
     paths.sims.textinghouse.force_answer("ERR: 104 | Insufficient credit", times=1)
     paths.send([{"id": "s5", "to": FR, "text": "credit"}])  # 104: TextingHouse marked unhealthy
     paths.send([{"id": "s6", "to": FR, "text": "waits"}])  # no healthy provider: re-queued
+    paths.send([  # routed to the other lanes; Group Texting through a connection slot
+        {"id": "s7", "to": US, "text": "ct", "provider": "clubtexting"},
+        {"id": "s8", "to": US, "text": "gt", "provider": "grouptexting"},
+    ])  # fmt: skip
 
 
 @scenario("CallbacksFunction")

@@ -61,8 +61,12 @@ FUNCTION_ENV = {
         "SEND_QUEUE_ARN",
         "HOLD_SCHEDULE_GROUP",
         "HOLD_SCHEDULER_ROLE_ARN",
-        "ROUTING_PARAMETER",  # issue 8: routing rules and provider health
+        "ROUTING_PARAMETER",  # routing rules and provider health
         "HEALTH_TABLE",
+        "CLUBTEXTING_LANE_URL",  # the providers' lanes
+        "GROUPTEXTING_LANE_URL",
+        "TEXTINGHOUSE_LANE_URL",
+        "SEND_PARALLELISM",
     },
     "CallbacksFunction": {"KEYWORD_REPLIES_PARAMETER", "HELP_TEXT"},
     "CreditCheckFunction": {"ROUTING_PARAMETER", "HEALTH_TABLE"},  # credit -> provider health
@@ -222,8 +226,10 @@ def test_provider_secret_is_generated_never_output(template: dict[str, Any]) -> 
 # --------------------------------------------------------------------------- sending
 
 
-def sqs_event(template: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    found = list(events(template, "SQS"))
+def sqs_event(
+    template: dict[str, Any], queue: str = "SendQueue"
+) -> tuple[str, str, dict[str, Any]]:
+    found = [e for e in events(template, "SQS") if getatt_id(e[2]["Queue"]) == queue]
     assert len(found) == 1, found
     return found[0]
 
@@ -250,6 +256,8 @@ def test_queues_are_encrypted(template: dict[str, Any]) -> None:
     assert set(queues) == {
         "SendQueue",
         "SendDeadLetterQueue",
+        *LANES.values(),
+        *(q.replace("LaneQueue", "LaneDeadLetterQueue") for q in LANES.values()),
         "EventsDeadLetterQueue",
         "WebhookDeadLetterQueue",
     }
@@ -261,12 +269,43 @@ def test_queues_are_encrypted(template: dict[str, Any]) -> None:
 def test_send_event_reports_partial_failures_and_caps_concurrency(
     template: dict[str, Any],
 ) -> None:
-    fid, _name, event = sqs_event(template)
-    assert fid == "SendFunction"
-    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # Group Texting: <= 2 simultaneous connections, one kept-alive connection per warm sender
-    assert event["ScalingConfig"]["MaximumConcurrency"] == 2
-    assert event["BatchSize"] == 10
+    for queue in ("SendQueue", *LANES.values()):
+        fid, _name, event = sqs_event(template, queue)
+        assert fid == "SendFunction"
+        assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Group Texting: <= 2 simultaneous connections for the account, one per lane sender
+    _, _, grouptexting = sqs_event(template, "GroupTextingLaneQueue")
+    assert grouptexting["ScalingConfig"]["MaximumConcurrency"] == 2
+    for provider in ("ClubTexting", "TextingHouse"):
+        _, _, event = sqs_event(template, f"{provider}LaneQueue")
+        assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": f"{provider}LaneConcurrency"}
+        assert event["BatchSize"] == 10
+    assert template["Parameters"]["ClubTextingLaneConcurrency"]["Default"] == 10
+
+
+LANES = {
+    "clubtexting": "ClubTextingLaneQueue",
+    "grouptexting": "GroupTextingLaneQueue",
+    "textinghouse": "TextingHouseLaneQueue",
+}
+
+
+def test_each_lane_has_its_dead_letter_queue_alarms_and_dashboard(template: dict[str, Any]) -> None:
+    body = json.dumps(props(template, "OperationsDashboard"))
+    for provider, queue in LANES.items():
+        lane = props(template, queue)
+        dlq = queue.replace("LaneQueue", "LaneDeadLetterQueue")
+        assert getatt_id(lane["RedrivePolicy"]["deadLetterTargetArn"]) == dlq
+        assert lane["RedrivePolicy"]["maxReceiveCount"] == 5
+        env = function_setting(template, "SendFunction", "Environment")["Variables"]
+        assert env[f"{provider.upper()}_LANE_URL"] == {"Ref": queue}
+        for alarm, queue_id in (
+            (queue.replace("LaneQueue", "LaneDeadLetterQueueNotEmpty"), dlq),
+            (queue.replace("LaneQueue", "LaneBacklogAging"), queue),
+        ):
+            dims = props(template, alarm)["Dimensions"]
+            assert dims == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+        assert f"${{{queue}.QueueName}}" in body and f"${{{dlq}.QueueName}}" in body
 
 
 def test_hold_scheduler_role_can_only_send_to_the_send_queue(template: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from smsgate.sender import QueueMessage
 from smsgate.store import from_item, to_item
 
 from . import cards
-from .context import Context, Failure, patiently
+from .context import Context, Failure
 from .output import Progress, pairs, plain, table, to_json
 
 SQS_BATCH = 10
@@ -423,7 +423,8 @@ def cmd_credits(args: argparse.Namespace, ctx: Context, out: Out) -> int:
             row["state"] = "no balance API"
         else:
             try:
-                row["balance"] = patiently(ctx.provider(name).balance)
+                client = ctx.provider(name)
+                row["balance"] = ctx.patiently(client, client.balance)
                 row["state"] = "ok"
             except (ProviderError, Failure) as exc:
                 row["state"], failed = f"FAIL: {exc}", True
@@ -456,7 +457,7 @@ def cmd_keywords(args: argparse.Namespace, ctx: Context, out: Out) -> int:
     try:
         if args.action == "check":
             client = _grouptexting(ctx)
-            free = patiently(lambda: client.check_keyword(keyword))
+            free = ctx.patiently(client, lambda: client.check_keyword(keyword))
             out.emit(
                 {"keyword": keyword, "available": free},
                 lambda: out.out.write(f"{keyword}: {'available' if free else 'not available'}\n"),
@@ -465,7 +466,7 @@ def cmd_keywords(args: argparse.Namespace, ctx: Context, out: Out) -> int:
         if args.action == "rent":
             client = _grouptexting(ctx)
             card = cards.read_card(out.err)
-            patiently(lambda: client.rent_keyword(card, keyword))
+            ctx.patiently(client, lambda: client.rent_keyword(card, keyword))
             out.emit(
                 {"keyword": keyword, "rented": True},
                 lambda: out.out.write(f"{keyword}: rented\n"),
@@ -478,7 +479,7 @@ def cmd_keywords(args: argparse.Namespace, ctx: Context, out: Out) -> int:
             "url": args.url,
         }
         client = _grouptexting(ctx)
-        patiently(lambda: client.setup_keyword(keyword, **options))
+        ctx.patiently(client, lambda: client.setup_keyword(keyword, **options))
         changed = {k: v for k, v in options.items() if v is not None}
         out.emit(
             {"keyword": keyword, "updated": changed},
@@ -497,7 +498,7 @@ def cmd_buy_credits(args: argparse.Namespace, ctx: Context, out: Out) -> int:
     client = _grouptexting(ctx)
     card = cards.read_card(out.err)
     try:
-        patiently(lambda: client.buy_credits(card, args.credits))
+        ctx.patiently(client, lambda: client.buy_credits(card, args.credits))
     except (ProviderError, RuleViolation) as exc:
         raise Failure(f"buy credits: {_provider_error(exc)}") from None
     out.emit(
@@ -564,7 +565,8 @@ def cmd_doctor(args: argparse.Namespace, ctx: Context, out: Out) -> int:
 
             def probe(name: str = name, url: str = url) -> str:
                 if PROVIDERS[name].has_balance:
-                    return f"{url} balance {patiently(ctx.provider(name).balance):g}"
+                    client = ctx.provider(name)
+                    return f"{url} balance {ctx.patiently(client, client.balance):g}"
                 _tcp(url)
                 return f"{url} reachable (TCP)"
 

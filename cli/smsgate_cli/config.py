@@ -25,6 +25,12 @@ OUTPUTS = {
     "HealthTableName": "health_table",
     "RoutingRulesParameterName": "routing_parameter",
 }
+# Stack outputs naming the providers' lanes.
+LANE_OUTPUTS = {
+    "ClubTextingLaneQueueUrl": "clubtexting",
+    "GroupTextingLaneQueueUrl": "grouptexting",
+    "TextingHouseLaneQueueUrl": "textinghouse",
+}
 # Stack parameters naming the providers' base URLs.
 URL_PARAMETERS = {
     "ClubTextingUrl": "clubtexting",
@@ -57,6 +63,7 @@ class Target:
     profile: str | None = None
     endpoint_url: str | None = None  # moto server (local stack); None for AWS
     provider_urls: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_URLS))
+    lane_urls: dict[str, str] = field(default_factory=dict)  # provider -> its lane queue
 
     def missing(self) -> list[str]:
         return [name for name in REQUIRED if not getattr(self, name)]
@@ -99,6 +106,7 @@ def from_file(path: Path, region: str | None, profile: str | None) -> Target:
         profile=profile,
         endpoint_url=data.get("endpoint_url") or None,
         provider_urls=urls,
+        lane_urls={k: v for k, v in (data.get("lane_urls") or {}).items() if k in DEFAULT_URLS},
     )
 
 
@@ -122,6 +130,7 @@ def from_stack(name: str, region: str | None, profile: str | None) -> Target:
     for key, provider in URL_PARAMETERS.items():
         if params.get(key):
             target.provider_urls[provider] = params[key]
+    target.lane_urls = {p: outputs[k] for k, p in LANE_OUTPUTS.items() if outputs.get(k)}
     return target
 
 
@@ -145,6 +154,11 @@ def from_env(region: str | None, profile: str | None) -> Target | None:
         profile=profile,
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         provider_urls=urls,
+        lane_urls={
+            name: env[f"{name.upper()}_LANE_URL"]
+            for name in DEFAULT_URLS
+            if env.get(f"{name.upper()}_LANE_URL")
+        },
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ LOCAL_CREDENTIALS = {
 RATE_LIMIT_CODES = frozenset({"http_429", "http_503"})  # not processed: safe to ask again
 RATE_LIMIT_TRIES = 4
 RATE_LIMIT_WAIT = 1.0
+SLOT_WAIT = 30.0  # seconds an account call waits for a connection slot of a limited provider
 
 
 def patiently(call: Callable[[], T]) -> T:
@@ -94,6 +96,31 @@ class Context:
 
     def configured_providers(self) -> list[str]:
         return [name for name in PROVIDERS if isinstance(self.secret.get(name), dict)]
+
+    def patiently(self, client: ProviderClient, call: Callable[[], T]) -> T:
+        """A provider account call (`patiently`). A provider that limits the account's
+        simultaneous connections is called through one of the deployment's slots for it,
+        shared with the senders and the credit check (`smsgate/budget.py`), and the
+        connection is closed after, as that provider asks."""
+        limit = client.max_connections
+        if not limit or not self.target.health_table:
+            return patiently(call)
+        from smsgate.budget import ConnectionBudget
+
+        budget = ConnectionBudget(
+            self.client("dynamodb"), self.target.health_table, client.name, limit
+        )
+        slot = budget.acquire(f"cli-{uuid.uuid4().hex[:12]}", 120, priority=True, wait=SLOT_WAIT)
+        if slot is None:
+            raise Failure(
+                f"every {client.name} connection is in use (its document allows {limit} at "
+                f"once for the account): try again in a minute"
+            )
+        try:
+            return patiently(call)
+        finally:
+            client.transport.close()
+            budget.release(slot)
 
     def provider(self, name: str) -> ProviderClient:
         creds = self.secret.get(name)

@@ -50,6 +50,7 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
             health = f"{state.get('reason', '?')}: cool-down over, next send probes it"
         else:
             health = "healthy"
+        waiting, in_flight = _lane_depth(ctx, name)
         rows.append(
             {
                 "provider": name,
@@ -59,12 +60,14 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
                 "mean_latency_ms": round(window.mean_latency_ms),
                 "credit": float(state["credit"]) if "credit" in state else None,
                 "price": rules.price(name),
+                "lane_waiting": waiting,
+                "lane_in_flight": in_flight,
             }
         )
     out.emit(
         {"providers": rows, "window_seconds": rules.health.window_seconds},
         lambda: table(
-            ["provider", "health", "answers", "errors", "latency", "credit", "price"],
+            ["provider", "health", "answers", "errors", "latency", "credit", "price", "lane"],
             (
                 [
                     r["provider"],
@@ -74,6 +77,9 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
                     f"{r['mean_latency_ms']} ms",
                     "-" if r["credit"] is None else f"{r['credit']:g}",
                     "-" if r["price"] is None else f"{r['price']:g}",
+                    "-"
+                    if r["lane_waiting"] is None
+                    else f"{r['lane_waiting']} waiting, {r['lane_in_flight']} in flight",
                 ]
                 for r in rows
             ),
@@ -81,6 +87,21 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
         ),
     )
     return 0
+
+
+def _lane_depth(ctx: Context, provider: str) -> tuple[int | None, int | None]:
+    """Messages waiting in the provider's lane and being sent (or backing off) from it."""
+    url = ctx.target.lane_urls.get(provider)
+    if not url:
+        return None, None
+    attrs = ctx.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attrs.get("ApproximateNumberOfMessages", 0)),
+        int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    )
 
 
 def cmd_routing(args: argparse.Namespace, ctx: Context, out: Out) -> int:

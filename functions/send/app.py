@@ -19,6 +19,7 @@ from smsgate.wiring import send_service
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
     batch = send_service().batch(records, context.get_remaining_time_in_millis)
+    batch.run()  # routes the send queue's records to the lanes, or sends a lane's
     # An all-failed batch is returned as failures, not raised: the records come back either
     # way, and each keeps the visibility timeout its outcome asked for. One processor per
     # invocation: it holds the batch's state, and costs nothing to build.

@@ -164,3 +164,23 @@ def cheap_transaction_snapshots() -> str:
     transact_write_items._cheap = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     return PATCH_NOTE
+
+
+def serialised_dynamodb() -> None:
+    """Make in-process moto answer one DynamoDB request at a time, as the local stack's moto
+    server already does: moto checks a condition and then writes without a lock, so two
+    threads (a sender's workers) could both win a conditional write that DynamoDB serialises,
+    and a cancelled transaction's rollback could undo another's stream records."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialised", False):
+        return
+    original = DynamoHandler.call_action
+    lock = threading.RLock()
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    call_action._serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]

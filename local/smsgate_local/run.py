@@ -120,8 +120,12 @@ class LocalStack:
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
+        from .harness import cheap_transaction_snapshots
         from .runtime import MotoServer
 
+        # moto deep-copies every table a transaction touches: without this the local stack
+        # slows down and grows by gigabytes as its tables fill (the tests use it too).
+        cheap_transaction_snapshots()
         moto = MotoServer(o.host, o.ports.get("moto", 4566))
         endpoint = moto.start()
         self._on_stop("moto server", moto.stop)
@@ -221,6 +225,7 @@ class LocalStack:
                 url = url_by_arn.get(str(p.get("Queue")))
                 if url is None:
                     continue
+                scaling = p.get("ScalingConfig") or {}
                 poller = SqsPoller(
                     client("sqs"),
                     fn,
@@ -228,6 +233,7 @@ class LocalStack:
                     str(p["Queue"]),
                     batch_size=int(p.get("BatchSize", 10)),
                     window=float(p.get("MaximumBatchingWindowInSeconds", 0)),
+                    concurrency=int(scaling.get("MaximumConcurrency", 1000)),
                 )
                 poller.start()
                 self._on_stop(f"poller {fn.logical_id}", poller.stop)
@@ -300,6 +306,11 @@ class LocalStack:
             "region": "us-east-1",
             "stack_name": o.prefix,
             "send_queue_url": stack.queues.get("SendQueue", ""),
+            "lane_urls": {
+                lid[: -len("LaneQueue")].lower(): url
+                for lid, url in stack.queues.items()
+                if lid.endswith("LaneQueue")
+            },
             "send_queue_arn": stack.queue_arns.get("SendQueue", ""),
             "dlq_url": stack.queues.get("SendDeadLetterQueue", ""),
             "messages_table": stack.tables.get("MessagesTable", ""),
@@ -429,6 +440,14 @@ class LocalStack:
         if not self.o.view:
             print(line, file=sys.__stdout__, flush=True)
 
+    @property
+    def in_flight(self) -> dict[str, int]:
+        """Batches each queue's event source is processing now (logical id -> count)."""
+        by_url = {url: lid for lid, url in self.stack.queues.items()}
+        return {
+            by_url.get(p.queue_url, p.queue_url): p.in_flight for p in getattr(self, "pollers", [])
+        }
+
     def queue_metrics(self) -> dict[str, int]:
         depth = {}
         for lid, url in self.stack.queues.items():
@@ -522,10 +541,17 @@ class LocalStack:
         items.sort(
             key=lambda m: str(m.get("updated_at") or m.get("created_at") or ""), reverse=True
         )
+        depth = getattr(self, "depth", {})
+        lanes = "  ".join(
+            f"{lid[: -len('LaneQueue')]} {depth.get(lid, '?')}/{self.in_flight.get(lid, 0)}"
+            for lid in self.stack.queues
+            if lid.endswith("LaneQueue")
+        )
         out = [
             f"smsgate local  {time.strftime('%H:%M:%S')}  API {self.info['api_url']}  "
-            f"queue {getattr(self, 'depth', {}).get('SendQueue', '?')}  "
-            f"DLQ {getattr(self, 'depth', {}).get('SendDeadLetterQueue', '?')}  (Ctrl-C to stop)",
+            f"queue {depth.get('SendQueue', '?')}  "
+            f"DLQ {depth.get('SendDeadLetterQueue', '?')}  (Ctrl-C to stop)",
+            f"lanes (waiting/in flight): {lanes}",
             "",
             f"{'message':<34} {'dir':<3} {'provider':<12} {'number':<16} {'status':<11} error",
         ]

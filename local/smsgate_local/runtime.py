@@ -117,7 +117,11 @@ class Function:
     def invoke(self, event: dict[str, Any]) -> Any:
         """One invocation at a time, like one warm instance."""
         with self.lock:
-            return self.handler(event, LambdaContext(int(self.timeout * 1000), self.name))
+            return self.invoke_instance(event)
+
+    def invoke_instance(self, event: dict[str, Any]) -> Any:
+        """An invocation beside others (an event source's concurrent instances)."""
+        return self.handler(event, LambdaContext(int(self.timeout * 1000), self.name))
 
 
 def load_module(code_uri: str, module: str) -> ModuleType:
@@ -197,7 +201,12 @@ class SqsPoller(_Worker):
     records within ``window`` seconds, invokes, deletes the successes; batch item failures (and
     every record of a failed invocation) stay, and come back when their visibility timeout
     ends (the handler may have changed it). The queue's own RedrivePolicy moves a message to
-    the DLQ once received maxReceiveCount times (moto server applies it on receive)."""
+    the DLQ once received maxReceiveCount times (moto server applies it on receive).
+
+    Up to ``concurrency`` invocations run at once (the event source's MaximumConcurrency), as
+    Lambda scales a queue's consumers: the poller keeps receiving while fewer are busy. Each
+    is one warm instance of the function; the function's code is shared, as its module is in
+    one process (smsgate's send path keeps per-thread connections)."""
 
     thread_name = "sqs-poller"
 
@@ -210,6 +219,7 @@ class SqsPoller(_Worker):
         batch_size: int = 10,
         window: float = 0.0,
         on_batch: Callable[[dict[str, Any], Any], None] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.sqs, self.function = sqs, function
         self.queue_url, self.queue_arn = queue_url, queue_arn
@@ -219,6 +229,12 @@ class SqsPoller(_Worker):
         self.thread: threading.Thread | None = None
         self.invocations = 0
         self.errors = 0
+        self.concurrency = max(1, concurrency)
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._count_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
 
     def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(
@@ -231,6 +247,9 @@ class SqsPoller(_Worker):
         return list(answer.get("Messages", []))
 
     def _run(self) -> None:
+        if self.concurrency > 1:
+            self._run_concurrently()
+            return
         while not self.stop_event.is_set():
             try:
                 self.poll_once()
@@ -239,10 +258,50 @@ class SqsPoller(_Worker):
                 log.exception("send poller: poll failed")
                 self.stop_event.wait(1.0)
 
-    def poll_once(self, wait: int = 1) -> int:
+    def _run_concurrently(self) -> None:
+        while not self.stop_event.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue  # every instance is busy
+            try:
+                messages = self._gather(1)
+            except Exception:
+                self._slots.release()
+                self.errors += 1
+                log.exception("send poller: poll failed")
+                self.stop_event.wait(1.0)
+                continue
+            if not messages:
+                self._slots.release()
+                continue
+            worker = threading.Thread(
+                target=self._invoke_and_release, args=(messages,), name="sqs-instance", daemon=True
+            )
+            self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+            worker.start()
+
+    def _invoke_and_release(self, messages: list[dict[str, Any]]) -> None:
+        with self._count_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            self._invoke(messages, exclusive=False)
+        except Exception:
+            self.errors += 1
+            log.exception("send poller: batch failed")
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
+            self._slots.release()
+
+    def stop(self) -> None:
+        super().stop()
+        for worker in self._workers:
+            worker.join(timeout=10)
+
+    def _gather(self, wait: int) -> list[dict[str, Any]]:
         messages = self._receive(self.batch_size, wait)
         if not messages:
-            return 0
+            return []
         deadline = time.monotonic() + self.window
         while len(messages) < self.batch_size and not self.stop_event.is_set():
             left = deadline - time.monotonic()
@@ -253,11 +312,22 @@ class SqsPoller(_Worker):
                 messages.extend(more)
             else:
                 self.stop_event.wait(min(0.1, left))
+        return messages
+
+    def poll_once(self, wait: int = 1) -> int:
+        messages = self._gather(wait)
+        if not messages:
+            return 0
+        return self._invoke(messages)
+
+    def _invoke(self, messages: list[dict[str, Any]], exclusive: bool = True) -> int:
         event = {"Records": [self._record(m) for m in messages]}
         failed: set[str]
         response: Any = None
         try:
-            response = self.function.invoke(event)
+            response = (
+                self.function.invoke(event) if exclusive else self.function.invoke_instance(event)
+            )
             failed = {
                 str(f.get("itemIdentifier")) for f in (response or {}).get("batchItemFailures", [])
             }

@@ -333,6 +333,7 @@ class _Server(http.server.ThreadingHTTPServer):
             return
         with self._ids_lock:
             self._ids[request] = conn_id
+        self.sim._opened()
         super().process_request(request, client_address)
 
     def connection_id(self, request: socket.socket) -> int:
@@ -341,7 +342,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def shutdown_request(self, request: Any) -> None:
         with self._ids_lock:
-            self._ids.pop(request, None)
+            known = self._ids.pop(request, None) is not None
+        if known:
+            self.sim._closed()
         super().shutdown_request(request)
 
     def close_open_connections(self) -> None:
@@ -435,6 +438,12 @@ class ProviderSim:
         self._requests: deque[RecordedRequest] = deque(maxlen=self.record_limit)
         self._callbacks: deque[CallbackRecord] = deque(maxlen=self.record_limit)
         self._connections = 0
+        # Simultaneous TCP connections and requests, now and at their peak since the reset.
+        self._open_now = getattr(self, "_open_now", 0)
+        self.peak_connections = self._open_now
+        self._in_flight_now = 0
+        self.peak_in_flight = 0
+        self.latency = 0.0  # seconds added to every answer (benchmarks: a provider's latency)
         self._faults: list[Fault] = []
         self._forced: list[list[Any]] = []
         self._rng = random.Random(self._seed)
@@ -572,8 +581,35 @@ class ProviderSim:
             return None
         return conn_id
 
+    def _opened(self) -> None:
+        with self._lock:
+            self._open_now += 1
+            self.peak_connections = max(self.peak_connections, self._open_now)
+
+    def _closed(self) -> None:
+        with self._lock:
+            self._open_now = max(0, self._open_now - 1)
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return self._open_now
+
     def _serve(self, req: Request) -> tuple[Answer | None, float]:
         """Answer one request: (the answer, or None to close unanswered; seconds to hang)."""
+        with self._lock:
+            self._in_flight_now += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight_now)
+            latency = self.latency
+        try:
+            if latency:
+                self._sleep(latency)
+            return self._serve_now(req)
+        finally:
+            with self._lock:
+                self._in_flight_now -= 1
+
+    def _serve_now(self, req: Request) -> tuple[Answer | None, float]:
         with self._lock:
             forced = next(
                 (f for f in self._forced if f[3] is None or req.path.startswith(f[3])), None

@@ -33,6 +33,10 @@ class Settings(BaseModel):
     commercial_windows: str = DEFAULT_WINDOWS
     send_queue_url: str | None = None
     send_queue_arn: str | None = None
+    # The providers' lanes (template.yaml <Provider>LaneQueue): provider -> queue URL. Without
+    # them the send function sends straight from the send queue.
+    lane_urls: dict[str, str] = Field(default_factory=dict)
+    send_parallelism: int = Field(default=10, ge=1, le=10)
     hold_schedule_group: str | None = None
     hold_scheduler_role_arn: str | None = None
     connect_timeout: float = Field(default=3.05, gt=0)
@@ -67,6 +71,11 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         "provider_urls": {
             name: env.get(f"{name.upper()}_URL") or url for name, url in DEFAULT_URLS.items()
         },
+        "lane_urls": {
+            name: env[f"{name.upper()}_LANE_URL"]
+            for name in PROVIDERS
+            if env.get(f"{name.upper()}_LANE_URL")
+        },
     }
     optional = {
         "default_provider": "DEFAULT_PROVIDER",
@@ -82,6 +91,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         "help_text": "HELP_TEXT",
         "routing_parameter": "ROUTING_PARAMETER",
         "health_table": "HEALTH_TABLE",
+        "send_parallelism": "SEND_PARALLELISM",
         "message_retention_days": "MESSAGE_RETENTION_DAYS",
         "inbound_text_retention_days": "INBOUND_TEXT_RETENTION_DAYS",
         "event_bus_name": "EVENT_BUS_NAME",

@@ -16,6 +16,7 @@ per batch (`flush`), so health costs the happy path one read and one write per b
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class HealthBoard:
     _tallies: dict[str, Tally] = field(default_factory=dict)
     _probing: set[str] = field(default_factory=set)
     _written_at: float = 0.0
+    # A sender's workers share the board: its tallies and states change under this lock.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -115,9 +118,19 @@ class HealthBoard:
         wanted = [p for p in providers if p not in skipped]
         self.accept(wanted, answer.get("Responses", {}).get(self.table, []))
 
+    def cooling(self, provider: str) -> bool:
+        """True while `provider` is inside its cool-down, as this batch read it (no request:
+        the router's choice of lane; the lane's sender decides with `verdict`)."""
+        state = self._states.get(provider) or {}
+        return self.clock() < float(state.get("unhealthy_until", 0) or 0)
+
     def verdict(self, provider: str) -> Verdict:
         """May `provider` be tried now? After a cool-down, only by the sender that wins the
         probe; the others keep skipping it until the probe has answered."""
+        with self._lock:
+            return self._verdict(provider)
+
+    def _verdict(self, provider: str) -> Verdict:
         if provider in self._probing:
             return Verdict(True, probe=True)
         state = self._states.get(provider)
@@ -160,6 +173,10 @@ class HealthBoard:
     def observe(self, provider: str, outcome: Outcome, latency_ms: int | None) -> None:
         """Count one send's answer; a definite refusal marks the provider at once, and the
         probe's answer decides whether it is healthy again."""
+        with self._lock:
+            self._observe(provider, outcome, latency_ms)
+
+    def _observe(self, provider: str, outcome: Outcome, latency_ms: int | None) -> None:
         tally = self._tallies.setdefault(provider, Tally())
         failed = outcome.kind is OutcomeKind.UNKNOWN or (
             outcome.kind is OutcomeKind.RETRYABLE and outcome.category in ERROR_CATEGORIES
@@ -251,6 +268,10 @@ class HealthBoard:
         """Add the counts to the current minute (at once after an error or a slow answer, else
         at most every WRITE_EVERY_SECONDS); judge the window when they hold an error or a slow
         answer; publish each known provider's health as a metric (for its alarm)."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         policy = self.policy()
         now = self.clock()
         urgent = any(

@@ -44,6 +44,7 @@ MAX_QUEUE_DELAY = 900  # SQS's ceiling for DelaySeconds (15 min)
 # Refusals after which another provider may carry the message: each says the provider (not the
 # message) is the problem, and each is definite — nothing was sent, so nothing can be sent twice.
 FAILOVER_CATEGORIES = frozenset({Category.AUTH, Category.CREDIT, Category.RATE_LIMIT})
+ROUTE_ATTRIBUTE = "smsgate-route"  # a lane message's providers and rule, from the router
 
 
 class QueueMessage(BaseModel):
@@ -111,6 +112,37 @@ class Route:
     refused: list[Refusal]
 
 
+@dataclass(frozen=True)
+class LaneChoice:
+    """The router's decision: the lane, and the providers to try there and after, in order."""
+
+    provider: str
+    providers: tuple[str, ...]
+    rule: str
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One message on its way to a lane: `key` names it in the batch."""
+
+    key: str
+    body: dict[str, Any]
+    providers: tuple[str, ...]
+    rule: str
+
+
+def lane_route(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str] | None:
+    """The providers and rule the router gave a lane's record (None without them: a message
+    put on a lane by hand is routed as if it came from the send queue)."""
+    attribute = (record.get("messageAttributes") or {}).get(ROUTE_ATTRIBUTE) or {}
+    try:
+        value = json.loads(attribute.get("stringValue") or "")
+        providers = tuple(str(p) for p in value["providers"] if p in PROVIDERS)
+        return (providers, str(value.get("rule") or "")) if providers else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 @dataclass
 class Sending:
     """One claimed message on its way out: the lease, the history it starts with, and every
@@ -124,6 +156,7 @@ class Sending:
     rule: str = ""
     recorded: str = ""  # the provider the record names (a retry may have named another)
     requested: bool = False  # a provider request has started: the lease is never given back
+    lane: str | None = None  # the lane this message is sent from (None: no lanes)
 
     @property
     def id(self) -> str:
@@ -223,7 +256,7 @@ class SendService:
         self._sqs, self._scheduler = sqs, scheduler
         self.clock = clock
         self.max_receive_count = max_receive_count
-        self.clients = ClientPool(settings, credentials)
+        self.clients = ClientPool(settings, credentials, lambda: self.store.db)
         self.router = Router(routing, settings.default_provider, rng)
         self.health = health
 
@@ -254,16 +287,103 @@ class SendService:
 
     # --- one batch -------------------------------------------------------------------------
 
-    def batch(self, records: list[Mapping[str, Any]], remaining_ms: Callable[[], int]) -> Batch:
+    def batch(self, records: list[Mapping[str, Any]], remaining_ms: Callable[[], int]) -> Any:
+        from .batch import Batch
+
         return Batch(self, records, remaining_ms)
+
+    # --- lanes -----------------------------------------------------------------------------
+
+    @property
+    def routes_to_lanes(self) -> bool:
+        """True when the send queue's messages go on to the providers' lanes (the stack has
+        them); without lanes the send function sends from the send queue itself."""
+        return bool(self.settings.lane_urls)
+
+    def lane_of(self, queue_arn: str) -> str | None:
+        """The provider whose lane `queue_arn` is (None: the producers' send queue)."""
+        name = queue_arn.rsplit(":", 1)[-1]
+        for provider, url in self.settings.lane_urls.items():
+            if name and url.rstrip("/").endswith("/" + name):
+                return provider
+        return None
+
+    def parallelism(self, provider: str | None) -> int:
+        """Messages of one batch sent at once: one per connection the provider allows."""
+        if provider is not None and PROVIDERS[provider].max_connections:
+            return 1
+        return self.settings.send_parallelism
+
+    def choose_lane(self, item: Job) -> LaneChoice:
+        """Where the router sends `item`: the lane of the first provider that can carry it
+        now (its rules accept it and it is not cooling down), with the candidates after it
+        (for failover). A message no provider can take goes to its first choice's lane,
+        which records why it cannot be sent."""
+        route = self.route(item, item.sms())
+        ready = [o.provider for o in route.ready]
+        healthy = [p for p in ready if self.health is None or not self.health.cooling(p)]
+        if healthy:
+            first = healthy[0]
+        elif ready:
+            first = ready[0]
+        else:
+            first = route.refused[0].provider
+        rest = [p for p in ready if p != first]
+        return LaneChoice(first, (first, *rest), route.plan.rule)
+
+    def forward(self, provider: str, entries: list[Forward]) -> set[str]:
+        """Put `entries` on `provider`'s lane (SendMessageBatch, 10 per call). Returns the
+        keys of the entries SQS did not take (their records come back and are routed again;
+        a copy that did get through is one the claim lets send only once)."""
+        url = self.settings.lane_urls[provider]
+        failed: set[str] = set()
+        for start in range(0, len(entries), 10):
+            chunk = entries[start : start + 10]
+            try:
+                answer = with_retries(
+                    self.sqs.send_message_batch,
+                    QueueUrl=url,
+                    Entries=[
+                        {
+                            "Id": str(n),
+                            "MessageBody": json.dumps(e.body),
+                            "MessageAttributes": {
+                                ROUTE_ATTRIBUTE: {
+                                    "DataType": "String",
+                                    "StringValue": json.dumps(
+                                        {"providers": list(e.providers), "rule": e.rule}
+                                    ),
+                                }
+                            },
+                        }
+                        for n, e in enumerate(chunk)
+                    ],
+                )
+            except Exception as exc:
+                logger.warning(
+                    "could not route to the lane", extra={"lane": provider, "error": describe(exc)}
+                )
+                failed.update(e.key for e in chunk)
+                continue
+            failed.update(chunk[int(f["Id"])].key for f in answer.get("Failed", []))
+        return failed
 
     # --- one message -----------------------------------------------------------------------
 
-    def process(self, item: Job | BadBody, opted_out: bool, receive_count: int) -> Result:
+    def process(
+        self,
+        item: Job | BadBody,
+        opted_out: bool,
+        receive_count: int,
+        lane: str | None = None,
+        routed: tuple[tuple[str, ...], str] | None = None,
+    ) -> Result:
+        """Send one message. In a lane (`lane`), `routed` holds the router's providers and
+        rule, and a failover goes on to the next provider's lane."""
         if isinstance(item, BadBody):
             return self._fail_unclaimed(item)
         sms = item.sms()
-        route = self.route(item, sms)
+        route = self.route(item, sms, routed)
         first = route.ready[0] if route.ready else route.refused[0]
         item = replace(item, provider=first.provider)
         lease_seconds = (self.slowest_call_ms * 2 + DEADLINE_MARGIN_MS) / 1000
@@ -279,6 +399,7 @@ class SendService:
             receive_count,
             list(record.get("provider_attempts") or []),
             route.plan.rule if route.plan.rule not in ("default", "named") else "",
+            lane=lane,
         )
         s.recorded = str(record.get("provider") or item.provider)
         try:
@@ -308,10 +429,16 @@ class SendService:
                 return held
         return self._send(s, sms, usable)
 
-    def route(self, item: Job, sms: OutboundSms) -> Route:
-        """The providers that may carry `item`, in the router's order, with the ones that
-        cannot (not configured, or their rules refuse the message) and why. Only the plan's
-        providers (and a `cheapest` rule's) are checked, each once."""
+    def route(
+        self,
+        item: Job,
+        sms: OutboundSms,
+        routed: tuple[tuple[str, ...], str] | None = None,
+    ) -> Route:
+        """The providers that may carry `item`, in the router's order (or in `routed`'s, the
+        order the router gave a lane's message), with the ones that cannot (not configured,
+        or their rules refuse the message) and why. Only the plan's providers (and a
+        `cheapest` rule's) are checked, each once."""
         checks: dict[str, Option | Refusal] = {}
 
         def check(provider: str) -> Option | Refusal:
@@ -324,7 +451,11 @@ class SendService:
             return found.prepared.segments if isinstance(found, Option) else 1
 
         m = item.message
-        plan = self.router.plan(item.to, m.commercial, m.provider, m.failover, segments)
+        if routed is not None:
+            providers, rule = routed
+            plan = Plan(providers, len(providers) > 1, rule or "default")
+        else:
+            plan = self.router.plan(item.to, m.commercial, m.provider, m.failover, segments)
         ready = [c for p in plan.providers if isinstance(c := check(p), Option)]
         refused = [c for p in plan.providers if isinstance(c := check(p), Refusal)]
         return Route(plan, ready, refused)
@@ -356,7 +487,10 @@ class SendService:
 
     def _send(self, s: Sending, sms: OutboundSms, usable: list[Option]) -> Result:
         """Send through the first usable provider; move to the next only after a definite
-        refusal that says the provider is the problem (FAILOVER_CATEGORIES)."""
+        refusal that says the provider is the problem (FAILOVER_CATEGORIES). A lane sends
+        through its own provider only: another one's message moves to that one's lane."""
+        if s.lane is not None and usable[0].provider != s.lane:
+            return self._hand_over(s, usable, {})
         for index, option in enumerate(usable):
             s.job = replace(s.job, provider=option.provider)
             if option.provider != s.recorded:
@@ -391,9 +525,23 @@ class SendService:
                     "provider refused: failing over to the next provider",
                     extra=s.log(code=outcome.code, next=usable[index + 1].provider),
                 )
+                if s.lane is not None:
+                    failed_over = {"error_code": outcome.code, "error": outcome.reason}
+                    return self._hand_over(s, usable[index + 1 :], failed_over)
                 continue
             return self._settle(s, option, outcome)
         raise AssertionError("unreachable: the last option always settles")
+
+    def _hand_over(self, s: Sending, rest: list[Option], attrs: Mapping[str, Any]) -> Result:
+        """Move the message to the lane of `rest[0]` (a failover, or its lane's provider is
+        cooling down): the lease is given back (nothing was sent here), then the message goes
+        on with `rest`; the claim in that lane keeps it from being sent twice."""
+        self.store.release(s.id, s.lease, {**s.facts(), **attrs, "last_attempt_at": now_iso()})
+        providers = tuple(o.provider for o in rest)
+        forward = Forward(s.id, s.job.body, providers, s.rule)
+        if self.forward(providers[0], [forward]):
+            raise RuntimeError(f"could not hand the message to the {providers[0]} lane")
+        return Done(Status.QUEUED.value, "failed_over")
 
     def _observe(self, provider: str, outcome: Outcome, latency_ms: int) -> None:
         """Tell the health board; its writes are advice, so a failed one costs a health sample,
@@ -715,7 +863,7 @@ class SendService:
             if exc.response.get("Error", {}).get("Code") != "ConflictException":
                 raise
             logger.info("hold schedule already exists", extra={"message_id": item.id})
-        self.store.advance(
+        if not self.store.advance(
             item.id,
             Status.SCHEDULED,
             source="send",
@@ -723,7 +871,8 @@ class SendService:
             attrs={**s.facts(), "not_before": now_iso(opens), "schedule_name": name},
             lease=s.lease,
             extra_history=s.queued,
-        )
+        ):  # a copy of a message already held: it stays held, the lease goes back
+            self.store.release(item.id, s.lease, {})
         count("MessagesScheduled", item.provider)
         logger.info(
             "commercial message held until its window opens",
@@ -755,10 +904,11 @@ class SendService:
                 logger.info("hold schedule already gone", extra={"message_id": message_id})
         return cancelled
 
-    def change_visibility(self, receipt_handle: str, delay: int) -> None:
-        if self.settings.send_queue_url:
+    def change_visibility(self, receipt_handle: str, delay: int, lane: str | None = None) -> None:
+        url = self.settings.lane_urls.get(lane, "") if lane else self.settings.send_queue_url
+        if url:
             self.sqs.change_message_visibility(
-                QueueUrl=self.settings.send_queue_url,
+                QueueUrl=url,
                 ReceiptHandle=receipt_handle,
                 VisibilityTimeout=max(0, min(delay, MAX_VISIBILITY)),
             )
@@ -777,125 +927,3 @@ def backoff(minimum: int, receive_count: int) -> int:
     """Exponential backoff from 5 s, capped at 15 min, never under the outcome's minimum."""
     base = min(900, 5 * 2 ** max(0, receive_count - 1))
     return max(minimum, int(base * random.uniform(0.8, 1.2)))
-
-
-class DeadlineReached(Exception):
-    """Too little time is left in the invocation to send another message safely."""
-
-
-class OptOutsUnreadable(Exception):
-    """The batch's opt-outs could not be read: no message of it may be sent."""
-
-
-class RetryLater(Exception):
-    def __init__(self, retry: Retry) -> None:
-        super().__init__(retry.reason)
-        self.retry = retry
-
-
-class Batch:
-    """One SQS batch: parsed and opt-out-checked up front (one read for the whole batch)."""
-
-    def __init__(
-        self,
-        service: SendService,
-        records: list[Mapping[str, Any]],
-        remaining_ms: Callable[[], int],
-    ) -> None:
-        self.service, self.remaining_ms = service, remaining_ms
-        default = service.settings.default_provider
-        self.items: dict[str, Job | BadBody] = {
-            r["messageId"]: parse(r.get("body", ""), r["messageId"], default) for r in records
-        }
-        numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
-        self.opted_out: set[str] = set()
-        # Why no record of this batch can be sent (its opt-outs could not be read), if so:
-        # each record then fails on its own, with that reason, rather than the invocation.
-        self.unavailable = ""
-        try:
-            self._read_opt_outs_and_health(numbers)
-        except Exception as exc:
-            self.unavailable = describe(exc)
-        self.delays: dict[str, int] = {}
-        self.results: dict[str, Result] = {}
-
-    def _read_opt_outs_and_health(self, numbers: list[str]) -> None:
-        service = self.service
-        health = service.health
-        providers = service.clients.configured() if health is not None else []
-        if numbers or (providers and any(isinstance(i, Job) for i in self.items.values())):
-            # One round trip for the batch: its opt-outs and its providers' health.
-            also = health.request(providers) if health is not None else {}
-            self.opted_out, other = service.store.opted_out_and(numbers, also)
-            if health is not None:
-                health.accept(providers, other.get(health.table, []))
-
-    def handle(self, record: Any) -> str:
-        """Powertools' record handler: returns on success, raises to fail the record."""
-        message_id = record["messageId"]
-        item = self.items[message_id]
-        receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-        if self.remaining_ms() < self.service.slowest_call_ms + DEADLINE_MARGIN_MS:
-            self.delays[message_id] = 0
-            self._failed(item, receive_count, "deadline", "too little time left in its invocation")
-            raise DeadlineReached("too little time left in this invocation")
-        opted = isinstance(item, Job) and item.to in self.opted_out
-        try:
-            if self.unavailable and isinstance(item, Job):
-                raise OptOutsUnreadable(self.unavailable)
-            result = self.service.process(item, opted, receive_count)
-        except OptOutsUnreadable:
-            self._failed(item, receive_count, "internal_error", self.unavailable)
-            raise
-        except Exception as exc:
-            self._failed(item, receive_count, "internal_error", describe(exc))
-            raise
-        self.results[message_id] = result
-        if isinstance(result, Retry):
-            self.delays[message_id] = result.delay
-            self._failed(item, receive_count, "retries_exhausted", result.reason)
-            raise RetryLater(result)
-        return result.status
-
-    def _failed(self, item: Job | BadBody, receive_count: int, code: str, reason: str) -> None:
-        """A record goes back to SQS. On its last receive it goes on to the dead-letter queue
-        next: say so in an ERROR line and on the record, so the reason is never lost."""
-        service = self.service
-        last = receive_count >= service.max_receive_count
-        extra = {
-            "message_id": item.id,
-            "reason": reason,
-            "receive_count": receive_count,
-            "provider": item.provider,
-        }
-        if not last:
-            if code == "internal_error":
-                logger.warning("send failed: the message comes back later", extra=extra)
-            return
-        logger.error("the message goes to the dead-letter queue", extra=extra)
-        create = service.dead_letter_record(item)
-        try:
-            service.store.note_dead_letter(item.id, code, reason, create)
-        except Exception as exc:  # the ERROR line above still says why
-            logger.error(
-                "could not record the dead-letter reason",
-                extra={"message_id": item.id, "error": describe(exc)},
-            )
-
-    def finish(self, response: Mapping[str, Any], records: list[Mapping[str, Any]]) -> None:
-        """Set each failed record's visibility from its outcome's delay."""
-        handles = {r["messageId"]: r.get("receiptHandle", "") for r in records}
-        if self.service.health is not None:
-            try:
-                self.service.health.flush()
-            except Exception:  # health is advice: losing one batch's counts loses no message
-                logger.exception("could not record provider health")
-        for failure in response.get("batchItemFailures", []):
-            message_id = failure["itemIdentifier"]
-            delay = self.delays.get(message_id)
-            if delay is None:  # an unexpected error: back off like any retry
-                delay = backoff(0, 1)
-            try:
-                self.service.change_visibility(handles[message_id], delay)
-            except Exception:  # the record still returns, just sooner
-                logger.exception("could not set the retry delay", extra={"message_id": message_id})

@@ -123,7 +123,8 @@ def credit_service() -> Any:
     from .credit import CreditService
 
     config = settings()
-    return CreditService(ClientPool(config, lambda: provider_credentials(config)), health_board())
+    pool = ClientPool(config, lambda: provider_credentials(config), lambda: store().db)
+    return CreditService(pool, health_board())
 
 
 @lru_cache(maxsize=1)

@@ -245,6 +245,11 @@ class ProviderClient(ABC):
     send_path: ClassVar[str]
     has_balance: ClassVar[bool] = False
     has_status: ClassVar[bool] = False
+    # Simultaneous connections the provider allows for the whole account (None: no limit
+    # documented). A limited provider is reached only through the shared connection budget.
+    max_connections: ClassVar[int | None] = None
+    # Seconds the provider refuses the same text to the same number again (0: no such rule).
+    same_text_interval: ClassVar[int] = 0
 
     def __init__(self, base_url: str, user: str, password: str, transport: Transport | None = None):
         self.transport = transport or Transport(base_url)

@@ -156,6 +156,7 @@ class GroupTexting(ProviderClient):
     name = "grouptexting"
     send_path = "/api/sending"
     has_balance = True
+    max_connections = 2  # "no more than 2 simultaneous HTTP connections per second"
 
     def check(self, sms: OutboundSms) -> Prepared:
         number = us_ten_digits(sms.to)

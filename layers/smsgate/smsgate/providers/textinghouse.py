@@ -109,6 +109,7 @@ class TextingHouse(ProviderClient):
     send_path = PATH
     has_balance = True
     has_status = True
+    same_text_interval = 10  # code 350: one text per number per 10 seconds
 
     def check(self, sms: OutboundSms) -> Prepared:
         to = TEST_NUMBER if sms.to == TEST_NUMBER else international_digits(sms.to)
