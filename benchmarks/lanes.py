@@ -33,7 +33,9 @@ def _body(provider: str, prefix: str, i: int) -> dict[str, Any]:
 class Lanes:
     """The send queue's router and the lanes' senders as pollers, in this process."""
 
-    def __init__(self, stack: dict[str, Any], concurrency: dict[str, int]) -> None:
+    def __init__(
+        self, stack: dict[str, Any], concurrency: dict[str, int], router: bool = True
+    ) -> None:
         import boto3
 
         from benchmarks.common import load_function
@@ -46,11 +48,13 @@ class Lanes:
         )
         self.pollers = []
         queues, arns = stack["queues"], stack["queue_arns"]
-        plan = {"SendQueue": 5, **{PROVIDER_LANE[p]: c for p, c in concurrency.items()}}
+        plan = {PROVIDER_LANE[p]: c for p, c in concurrency.items()}
+        if router:
+            plan["SendQueue"] = 5
         for queue, count in plan.items():
             batch = 50 if queue == "GroupTextingLaneQueue" else 10
-            poller = SqsPoller(
-                self.sqs, function, queues[queue], arns[queue], batch, 0.2, concurrency=count
+            poller = SqsPoller(  # the template's batch window is 1 s
+                self.sqs, function, queues[queue], arns[queue], batch, 1.0, concurrency=count
             )
             self.pollers.append(poller)
         self.send_queue = queues["SendQueue"]
@@ -111,10 +115,14 @@ def lane_run(
     prefix: str,
     during: Callable[[], None] | None = None,
 ) -> float:
-    """Messages a second through one lane (routed from the send queue)."""
+    """Messages a second through one lane: the messages are routed from the send queue
+    first (the router alone), then the lane's senders start and are timed until every one
+    is sent."""
     bodies = [_body(provider, prefix, i) for i in range(n)]
-    with Lanes(stack, {provider: concurrency}) as lanes:
-        lanes.put(bodies)
+    with Lanes(stack, {}) as router:
+        router.put(bodies)
+        _wait_queued(router.sqs, stack["queues"][PROVIDER_LANE[provider]], n)
+    with Lanes(stack, {provider: concurrency}, router=False):
         side = threading.Thread(target=during) if during else None
         if side is not None:
             side.start()
@@ -122,6 +130,18 @@ def lane_run(
         if side is not None:
             side.join()
     return n / seconds
+
+
+def _wait_queued(sqs: Any, url: str, n: int, timeout: float = 300) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        if int(attrs["ApproximateNumberOfMessages"]) >= n:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the router did not put {n} messages on {url}")
 
 
 def worker_lanes(n: int, latency: float, stack_json: str) -> dict[str, Any]:

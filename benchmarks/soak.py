@@ -546,6 +546,86 @@ def receipts(env: Env, n: int, seed: int = 7) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
+# --------------------------------------------------------------------------- 5 local volume
+
+
+def local_volume(n: int, rounds: int = 4) -> dict[str, Any]:
+    """`n` messages through the local stack (`make run`'s LocalStack: moto server, the
+    simulators, the lanes' pollers at the template's concurrency) in `rounds` rounds: every
+    message sent once, and the process's memory flat from the second round to the last."""
+    import resource
+    import tempfile
+
+    from smsgate_local.run import LocalStack, Options
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:  # current, not peak
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    ports = {
+        k: 0 for k in ("moto", "api", "control", "clubtexting", "grouptexting", "textinghouse")
+    }
+    options = Options(ports=ports, state_dir=Path(tempfile.mkdtemp()), fast=True, view=False)
+    stack = LocalStack(options).start()
+    started = time.monotonic()
+    try:
+        sqs, db = stack.client("sqs"), stack.client("dynamodb")
+        table, url = stack.info["messages_table"], stack.info["send_queue_url"]
+        per_round = n // rounds
+        memory, rates = [], []
+        for r in range(rounds):
+            ids = [f"v{r}x{i:05d}" for i in range(per_round)]
+            t0 = time.monotonic()
+            for start in range(0, per_round, 10):
+                sqs.send_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {
+                            "Id": str(k),
+                            "MessageBody": json.dumps(
+                                {"id": i, "to": f"+3361{r}{j + start:05d}", "text": f"volume {i}"}
+                            ),
+                        }
+                        for k, (j, i) in enumerate(enumerate(ids[start : start + 10]))
+                    ],
+                )
+            pending = set(ids)
+            while pending and time.monotonic() - t0 < 600:
+                for i in list(pending)[:100]:
+                    item = db.get_item(TableName=table, Key={"id": {"S": i}}).get("Item", {})
+                    if item.get("status", {}).get("S") not in (None, "queued"):
+                        pending.discard(i)
+                time.sleep(0.2)
+            rates.append(round(per_round / (time.monotonic() - t0), 1))
+            memory.append(round(rss_mb(), 1))
+            if pending:
+                break
+        accepted = Counter(
+            m.climsgid for m in stack.sims.textinghouse.messages if m.climsgid.startswith("v")
+        )
+        twice = sum(1 for c in accepted.values() if c > 1)
+        lost = n - len(accepted)
+        growth = memory[-1] - memory[1] if len(memory) > 2 else float("inf")
+        flat = growth <= max(50.0, 0.15 * memory[1]) if len(memory) > 2 else False
+    finally:
+        stack.stop()
+    return _result(
+        "local_volume",
+        passed=n - lost - twice,
+        failed=lost + twice + (0 if flat else 1),
+        messages=n,
+        lost=lost,
+        sent_twice=twice,
+        rss_mb_after_each_round=memory,
+        rss_growth_mb_round2_to_last=round(growth, 1),
+        msgs_per_s_each_round=rates,
+        runtime_s=round(time.monotonic() - started, 1),
+    )
+
+
 def run_check(name: str, fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict:
     env = start_env(server=False, read_timeout=kw.pop("read_timeout", 5.0), connect_timeout=1.0)
     started = time.perf_counter()
@@ -566,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--fault-messages", type=int, default=300)
     parser.add_argument("--bodies", type=int, default=10_000)
+    parser.add_argument("--local-messages", type=int, default=2000)
     parser.add_argument("--out", default=str(RESULTS / "soak.json"))
     parser.add_argument("--only", default="")
     parser.add_argument(
@@ -588,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "faults": lambda: run_check("faults", faults, args.fault_messages, read_timeout=0.5),
         "bad_bodies": lambda: run_check("bad_bodies", bad_bodies, args.bodies),
         "receipts": lambda: run_check("receipts", receipts, args.messages),
+        "local_volume": lambda: local_volume(args.local_messages),
     }
     results = []
     for name, fn in checks.items():

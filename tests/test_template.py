@@ -67,6 +67,7 @@ FUNCTION_ENV = {
         "GROUPTEXTING_LANE_URL",
         "TEXTINGHOUSE_LANE_URL",
         "SEND_PARALLELISM",
+        "MALLOC_ARENA_MAX",  # the send workers are threads
     },
     "CallbacksFunction": {"KEYWORD_REPLIES_PARAMETER", "HELP_TEXT"},
     "CreditCheckFunction": {"ROUTING_PARAMETER", "HEALTH_TABLE"},  # credit -> provider health

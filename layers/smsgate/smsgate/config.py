@@ -36,7 +36,7 @@ class Settings(BaseModel):
     # The providers' lanes (template.yaml <Provider>LaneQueue): provider -> queue URL. Without
     # them the send function sends straight from the send queue.
     lane_urls: dict[str, str] = Field(default_factory=dict)
-    send_parallelism: int = Field(default=10, ge=1, le=10)
+    send_parallelism: int = Field(default=5, ge=1, le=10)
     hold_schedule_group: str | None = None
     hold_scheduler_role_arn: str | None = None
     connect_timeout: float = Field(default=3.05, gt=0)
