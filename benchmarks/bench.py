@@ -530,6 +530,9 @@ def _connections_by_prefix(sim: Any) -> dict[str, int]:
     return {k: len(v) for k, v in seen.items()}
 
 
+ROUTER_MS_PER_BATCH = 30
+
+
 def cost_per_million(send: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]:
     """USD per million messages sent, each with one delivery receipt."""
     gb = LAMBDA_MEMORY_MB / 1024
@@ -543,8 +546,15 @@ def cost_per_million(send: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]
         m * (max(cb_ms, 1) / 1000) * gb * PRICES["lambda_arm64_gb_s"]
         + PRICES["lambda_per_million_requests"]
     )
+    # The lanes: the router's invocation per batch, its SendMessageBatch to the lane, and the
+    # lane's event source receiving and deleting the batch again.
+    router_lambda = (m / SEND_BATCH) * (ROUTER_MS_PER_BATCH / 1000) * gb * PRICES[
+        "lambda_arm64_gb_s"
+    ] + (m / SEND_BATCH) / m * PRICES["lambda_per_million_requests"]
     fn_sqs = sum(v for k, v in send["aws_calls"].items() if k.startswith("sqs.")) / send["messages"]
-    sqs_per_msg = 1 + 2 / SEND_BATCH + fn_sqs  # producer send + ESM receive/delete per batch
+    # producer send + receive/delete per batch on the send queue, the router's send per
+    # batch, receive/delete per batch on the lane
+    sqs_per_msg = 1 + 2 / SEND_BATCH + 1 / SEND_BATCH + 2 / SEND_BATCH + fn_sqs
     sqs = sqs_per_msg * PRICES["sqs_standard_per_million_requests"]
     wru = send["units"]["wru"] / send["messages"] + cb["units"]["wru"] / cb["receipts"]
     rru = send["units"]["rru"] / send["messages"] + cb["units"]["rru"] / cb["receipts"]
@@ -555,6 +565,7 @@ def cost_per_million(send: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]
     apigw = PRICES["apigw_rest_per_million_requests"]
     parts = {
         "lambda_send": send_lambda,
+        "lambda_router": router_lambda,
         "lambda_callbacks": cb_lambda,
         "sqs": sqs,
         "dynamodb": ddb,
@@ -579,10 +590,13 @@ def cost_per_million(send: dict[str, Any], cb: dict[str, Any]) -> dict[str, Any]
             "DynamoDB/provider latencies differ (provider round trips of 100-500 ms would "
             "dominate the send function's duration)",
             "callbacks_billed_ms_min": 1,
+            "router_ms_per_batch": f"{ROUTER_MS_PER_BATCH} (assumed: parse, rules, one "
+            "SendMessageBatch; no provider request, no table read)",
             "receipts_per_message": 1,
             "sqs": "1 SendMessage by the producer + 1 ReceiveMessage and 1 DeleteMessageBatch "
-            "per batch of 10 by Lambda's event source + the function's own SQS calls; each "
-            "body < 64 KB",
+            "per batch of 10 by Lambda's event source on the send queue, 1 SendMessageBatch "
+            "by the router and 1 ReceiveMessage + 1 DeleteMessageBatch on the lane per batch "
+            "+ the function's own SQS calls; each body < 64 KB",
             "dynamodb_units": "UpdateItem/PutItem/DeleteItem 1 WRU (items <= 1 KB), "
             "TransactWriteItems 2 WRU per item, consistent BatchGetItem/GetItem/Query 1 RRU "
             "per key/call (<= 4 KB); GSI write amplification (messages table: 2 sparse GSIs, "
@@ -763,6 +777,37 @@ def run_bench(
         "runtime_s": time.perf_counter() - started,
     }
     return result
+
+
+def lanes_only(out_dir: Path, n: int, latency: float) -> int:
+    """The lanes' section again, written into the last full run's results (its other
+    figures stay as they were measured)."""
+    from benchmarks.common import cheap_transaction_snapshots, start_env
+
+    cheap_transaction_snapshots()
+    path = out_dir / "latest.json"
+    result = json.loads(path.read_text())
+    env = start_env(server=True, read_timeout=5.0)
+    try:
+        lanes = run_lanes(env, n, latency)
+    finally:
+        env.stop()
+    result["lanes"] = lanes
+    f = result["figures"]
+    f["lane_ratio_clubtexting"] = lanes["lanes"]["clubtexting"]["ratio"]
+    f["lane_ratio_textinghouse"] = lanes["lanes"]["textinghouse"]["ratio"]
+    f["lane_ratio_grouptexting"] = lanes["lanes"]["grouptexting"]["ratio"]
+    f["concurrency_scaling_textinghouse"] = lanes["concurrency_scaling_textinghouse"]
+    f["grouptexting_peak_connections"] = lanes["grouptexting_peak_connections"]
+    f["gateway_503s"] = lanes["gateway_503s"]
+    f["isolation_ratio"] = lanes["isolation_ratio"]
+    result["lanes_command"] = "python -m benchmarks.bench --lanes-only"
+    result["cost"] = cost_per_million(result["sender"], result["callbacks"])
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    md = to_markdown(result)
+    (out_dir / "latest.md").write_text(md)
+    print(md)
+    return 0
 
 
 def _normalised(side: dict[str, Any], unit: str) -> float:
@@ -954,7 +999,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(RESULTS))
     parser.add_argument("--lane-n", type=int, default=300, help="messages per lane run")
     parser.add_argument("--lane-latency-ms", type=float, default=200.0)
+    parser.add_argument(
+        "--lanes-only",
+        action="store_true",
+        help="run only the lanes section, into the figures of the last full run",
+    )
     args = parser.parse_args(argv)
+    if args.lanes_only:
+        return lanes_only(Path(args.out_dir), args.lane_n, args.lane_latency_ms / 1000)
     if args.cmd == "worker":
         if args.kind == "send":
             out = worker_send(args.n, args.rounds, args.warm)

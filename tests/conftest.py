@@ -87,7 +87,9 @@ def _clear_caches() -> None:
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
     from smsgate import config, wiring
+    from smsgate.batch import close_executors
 
+    close_executors()  # each test's consumers start with fresh send pools
     config.settings.cache_clear()
     wiring.store.cache_clear()
     wiring.send_service.cache_clear()

@@ -605,6 +605,9 @@ def _clear_smsgate_caches() -> None:
         from aws_lambda_powertools.utilities import parameters
 
         from smsgate import config, wiring
+        from smsgate.batch import close_executors
+
+        close_executors()  # the send instances' worker threads end with the stack
 
         config.settings.cache_clear()
         for name in (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
 import re
 import socket
 import sys
@@ -259,39 +260,54 @@ class SqsPoller(_Worker):
                 self.stop_event.wait(1.0)
 
     def _run_concurrently(self) -> None:
-        while not self.stop_event.is_set():
-            if not self._slots.acquire(timeout=0.5):
-                continue  # every instance is busy
-            try:
-                messages = self._gather(1)
-            except Exception:
-                self._slots.release()
-                self.errors += 1
-                log.exception("send poller: poll failed")
-                self.stop_event.wait(1.0)
-                continue
-            if not messages:
-                self._slots.release()
-                continue
-            worker = threading.Thread(
-                target=self._invoke_and_release, args=(messages,), name="sqs-instance", daemon=True
+        """One thread receives; `concurrency` long-lived instance threads (a warm instance
+        each, keeping its own connections) invoke the function with what it received."""
+        batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._workers = [
+            threading.Thread(
+                target=self._instance, args=(batches,), name="sqs-instance", daemon=True
             )
-            self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+            for _ in range(self.concurrency)
+        ]
+        for worker in self._workers:
             worker.start()
-
-    def _invoke_and_release(self, messages: list[dict[str, Any]]) -> None:
-        with self._count_lock:
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            self._invoke(messages, exclusive=False)
-        except Exception:
-            self.errors += 1
-            log.exception("send poller: batch failed")
+            while not self.stop_event.is_set():
+                if not self._slots.acquire(timeout=0.5):
+                    continue  # every instance is busy
+                try:
+                    messages = self._gather(1)
+                except Exception:
+                    self._slots.release()
+                    self.errors += 1
+                    log.exception("send poller: poll failed")
+                    self.stop_event.wait(1.0)
+                    continue
+                if not messages:
+                    self._slots.release()
+                    continue
+                batches.put(messages)
         finally:
+            for _ in self._workers:
+                batches.put(None)
+
+    def _instance(self, batches: queue.Queue[list[dict[str, Any]] | None]) -> None:
+        while True:
+            messages = batches.get()
+            if messages is None:
+                return
             with self._count_lock:
-                self.in_flight -= 1
-            self._slots.release()
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                self._invoke(messages, exclusive=False)
+            except Exception:
+                self.errors += 1
+                log.exception("send poller: batch failed")
+            finally:
+                with self._count_lock:
+                    self.in_flight -= 1
+                self._slots.release()
 
     def stop(self) -> None:
         super().stop()

@@ -55,19 +55,31 @@ class RetryLater(Exception):
         self.retry = retry
 
 
-_executors: dict[int, ThreadPoolExecutor] = {}
+_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
 
 
 def executor(workers: int) -> ThreadPoolExecutor:
-    """The process's pool of `workers` send threads, kept across warm invocations (each
-    thread keeps its own provider connections)."""
+    """The invoking thread's pool of `workers` send threads, kept across warm invocations
+    (each keeps its own provider connections). On Lambda one thread invokes; where several
+    instances share a process (the local stack, tests) each has its own pool, as it would
+    have its own process."""
+    key = (workers, threading.get_ident())
     with _executors_lock:
-        pool = _executors.get(workers)
+        pool = _executors.get(key)
         if pool is None:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send-worker")
-            _executors[workers] = pool
+            _executors[key] = pool
         return pool
+
+
+def close_executors() -> None:
+    """Stop every send pool of this process (a local stack or a test run ending)."""
+    with _executors_lock:
+        pools = list(_executors.values())
+        _executors.clear()
+    for pool in pools:
+        pool.shutdown(wait=True)
 
 
 def receive_count(record: Mapping[str, Any]) -> int:
