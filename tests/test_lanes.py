@@ -21,6 +21,7 @@ import boto3
 import pytest
 from conftest import LambdaContext, load_function
 from sqs_source import poll_queue_once, receive_event, send_bodies, to_event
+from test_failover import record
 
 from smsgate_local.harness import Serialised
 
@@ -47,15 +48,6 @@ def send(stack: Any) -> Callable[..., Any]:
 def lane(stack: Any, provider: str) -> tuple[str, str]:
     name = LANE_QUEUES[provider]
     return stack.queues[name], stack.queue_arns[name]
-
-
-def record(stack: Any, message_id: str) -> dict[str, Any]:
-    from smsgate.store import from_item
-
-    item = boto3.client("dynamodb").get_item(
-        TableName=stack.tables["MessagesTable"], Key={"id": {"S": message_id}}
-    )
-    return from_item(item.get("Item", {}))
 
 
 def sent_texts(sims: Any, provider: str) -> list[str]:
