@@ -21,7 +21,7 @@ import boto3
 import pytest
 from conftest import LambdaContext, load_function
 from sqs_source import poll_queue_once, receive_event, send_bodies, to_event
-from test_failover import record
+from test_failover import record, use_rules
 
 from smsgate_local.harness import Serialised
 
@@ -198,15 +198,7 @@ def test_failover_moves_the_message_to_the_next_lane_exactly_once(
     stack: Any, sims: Any, send: Any
 ) -> None:
     rules = {"rules": [{"name": "us", "providers": {"grouptexting": 1, "clubtexting": 0}}]}
-    boto3.client("ssm").put_parameter(
-        Name=stack.parameters["RoutingRulesParameter"],
-        Value=json.dumps(rules),
-        Type="String",
-        Overwrite=True,
-    )
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()
+    send = use_rules(stack, rules)
     sims.grouptexting.force_answer("busy", status=503, times=1, path="/api/sending")
     url, arn = stack.queues["SendQueue"], stack.queue_arns["SendQueue"]
     send_bodies(url, [{"id": "fo1", "to": US, "text": "over"}])
