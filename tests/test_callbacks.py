@@ -65,6 +65,83 @@ def api(stack: Any, callbacks: Any, sims: Any) -> Iterator[str]:
     local.stop()
 
 
+def policy_api(stack: Any, callbacks: Any, **parameters: str) -> Any:
+    """The local API Gateway with the template's resource policy, its parameters resolved as
+    the stack sets them (plus `parameters`)."""
+    from smsgate_local.apigw import LocalRestApi
+    from smsgate_local.resource_policy import callbacks_policy
+    from smsgate_local.stack import _Resolver
+
+    template = load_template()
+    resolver = _Resolver(template, {**stack.refs, **parameters}, stack.attrs)
+    local = LocalRestApi(
+        callbacks, template_routes(), policy=callbacks_policy(template, resolver.resolve)
+    )
+    return local
+
+
+def test_club_texting_routes_accept_only_its_documented_addresses(
+    stack: Any, callbacks: Any, sims: Any
+) -> None:
+    """Club Texting calls from 66.148.74.128-130 only: from here (127.0.0.1) its routes are
+    refused before the function runs and nothing changes, while the other providers' routes,
+    with no list of their own, still take the same caller's callbacks."""
+    local = policy_api(stack, callbacks)
+    hooks = f"{local.start()}/hooks/{CALLBACK_TOKEN}"
+    try:
+        before = state(stack)
+        for path in ("clubtexting/keyword", "clubtexting/inbox"):
+            answer = requests.get(
+                f"{hooks}/{path}", params={"PhoneNumber": "5554443333", "from": "5554443333",
+                                           "Message": "STOP", "message": "STOP"}, timeout=5
+            )  # fmt: skip
+            assert answer.status_code == 403, path
+        assert state(stack) == before
+        answer = requests.get(
+            f"{hooks}/grouptexting/keyword",
+            params={"PhoneNumber": "5554443333", "Message": "HELLO"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+        sims.textinghouse.mo_url = f"{hooks}/textinghouse/mo"
+        status, _ = sims.textinghouse.inject_mo(from_="33612345678", txt="hi")
+        assert status == 200
+        assert len(inbound(stack)) == 2
+    finally:
+        local.stop()
+
+
+def test_a_widened_club_texting_list_lets_a_proxy_through(
+    stack: Any, callbacks: Any, sims: Any
+) -> None:
+    local = policy_api(stack, callbacks, ClubTextingCallbackCidrs="127.0.0.1/32")
+    sims.clubtexting.keyword_url = f"{local.start()}/hooks/{CALLBACK_TOKEN}/clubtexting/keyword"
+    try:
+        status, _ = sims.clubtexting.inject_keyword(phone="5554443333", message="HELLO")
+        assert status == 200
+        assert len(inbound(stack)) == 1
+    finally:
+        local.stop()
+
+
+def test_group_texting_and_textinghouse_lists_apply_to_their_routes_only(
+    stack: Any, callbacks: Any
+) -> None:
+    local = policy_api(
+        stack,
+        callbacks,
+        ClubTextingCallbackCidrs="0.0.0.0/0",
+        GroupTextingCallbackCidrs="10.0.0.0/8",
+        TextingHouseCallbackCidrs="10.0.0.0/8",
+    )
+    assert local.policy is not None
+    assert local.policy.allows("GET", "/hooks/t/clubtexting/keyword", "127.0.0.1")
+    assert not local.policy.allows("GET", "/hooks/t/grouptexting/inbox", "127.0.0.1")
+    assert local.policy.allows("GET", "/hooks/t/grouptexting/inbox", "10.1.2.3")
+    assert not local.policy.allows("POST", "/hooks/t/textinghouse/dlr", "192.168.0.1")
+    assert local.policy.allows("POST", "/hooks/t/textinghouse/dlr", "10.200.0.9")
+
+
 def set_replies(stack: Any, replies: dict[str, str]) -> None:
     from aws_lambda_powertools.utilities import parameters
 
@@ -279,7 +356,7 @@ def send_through_textinghouse(stack: Any, message_id: str) -> None:
 def history(stack: Any, message_id: str) -> list[str]:
     from smsgate import wiring
 
-    return [h["status"] for h in wiring.store().history(message_id)]
+    return [h.get("status") for h in wiring.store().history(message_id)]
 
 
 def test_send_then_receipts_deliver_the_message(stack: Any, sims: Any, api: str) -> None:
@@ -373,6 +450,86 @@ def test_receipt_never_moves_another_providers_message(stack: Any, callbacks: An
     assert wiring.store().get_message("gt1")["status"] == "queued"
 
 
+def test_receipt_with_an_unlisted_status_is_answered_2xx_and_kept(
+    stack: Any, callbacks: Any, capsys: Any
+) -> None:
+    """TextingHouse asks for a 2xx answer; a status code its document does not list changes
+    no status: it is kept in the message's history with its raw code, counted and logged."""
+    from smsgate import wiring
+    from smsgate.status import Status
+
+    store = wiring.store()
+    claim("odd")
+    store.advance("odd", Status.SENT, source="send", attrs={"provider_message_id": "api-odd"})
+    before = store.get_message("odd")
+    for _ in range(2):  # a resend writes nothing new
+        answer = callbacks(
+            dlr_event({"apimsgid": "api-odd", "climsgid": "odd", "status": "2"}), LambdaContext()
+        )
+        assert answer["statusCode"] == 200, answer
+        assert json.loads(answer["body"]) == {"result": "noted"}
+    assert store.get_message("odd") == before
+    notes = [h for h in store.history("odd") if h["at"].startswith("receipt#")]
+    assert [(n["raw"], n.get("status")) for n in notes] == [("2", None)]
+    assert history(stack, "odd") == ["sent", None]  # the note carries no status
+    logs = capsys.readouterr().out
+    assert '"ReceiptStatusUnlisted"' in logs
+    # a later listed receipt still applies
+    callbacks(dlr_event({"apimsgid": "", "climsgid": "odd", "status": "3"}), LambdaContext())
+    assert store.get_message("odd")["status"] == "delivered"
+
+
+def test_unlisted_status_for_an_unknown_message_is_kept_unmatched(
+    stack: Any, callbacks: Any
+) -> None:
+    answer = callbacks(
+        dlr_event({"apimsgid": "api-y", "climsgid": "", "status": "99"}), LambdaContext()
+    )
+    assert answer["statusCode"] == 200 and json.loads(answer["body"]) == {"result": "unmatched"}
+    assert [k["message_id"] for k in scan(stack.tables["StatusTable"])] == [
+        "unmatched#textinghouse#api-y"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "meaning"),
+    [
+        ("4", "undelivered", "expired or out of reach"),
+        ("5", "undelivered", "not subscribed"),
+        ("6", "undelivered", "not received"),
+        ("7", "failed", "prohibited sending"),
+        ("20", "failed", "insufficient credit"),
+    ],
+)
+def test_a_receipt_that_ends_a_message_badly_says_why(
+    stack: Any, callbacks: Any, code: str, status: str, meaning: str
+) -> None:
+    from smsgate import wiring
+
+    claim(f"bad{code}")
+    callbacks(
+        dlr_event({"apimsgid": "", "climsgid": f"bad{code}", "status": code}), LambdaContext()
+    )
+    record = wiring.store().get_message(f"bad{code}")
+    assert (record["status"], record["error_code"], record["error"]) == (status, code, meaning)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("2019-04-01T13:09:16Z", "2019-04-01T13:09:16.000000Z"),  # the document's example
+        ("2019-04-01 13:09:16", "2019-04-01T13:09:16.000000Z"),  # the format it names
+    ],
+)
+def test_textinghouse_mo_date_is_stored_as_iso_utc(
+    stack: Any, sims: Any, api: str, raw: str, stored: str
+) -> None:
+    status, _ = sims.textinghouse.inject_mo(from_="33612345678", txt="hello", date=raw)
+    assert status == 200
+    [message] = inbound(stack)
+    assert (message["received_at"], message["received_at_raw"]) == (stored, raw)
+
+
 # any shuffle and duplication of a receipt sequence ends in the highest status
 RECEIPT_IDS = itertools.count()
 SEQUENCES = [["0", "1", "3"], ["0", "1", "4"], ["1", "6"], ["1", "7"], ["0", "1", "20"], ["1", "5"]]
@@ -416,12 +573,25 @@ BAD = [
     ("dlr array", "POST", "/textinghouse/dlr", "[1,2]", 422),
     ("dlr no status", "POST", "/textinghouse/dlr", {"apimsgid": "a", "climsgid": "b"}, 422),
     ("dlr status word", "POST", "/textinghouse/dlr", {"climsgid": "b", "status": "done"}, 422),
-    ("dlr unknown code", "POST", "/textinghouse/dlr", {"climsgid": "b", "status": "99"}, 400),
     ("dlr no ids", "POST", "/textinghouse/dlr", {"status": "3"}, 400),
     ("dlr status object", "POST", "/textinghouse/dlr", {"climsgid": "b", "status": {"a": 1}}, 422),
     ("mo no from", "POST", "/textinghouse/mo", {"txt": "hi"}, 422),
     ("mo bad from", "POST", "/textinghouse/mo", {"from": "abc", "txt": "hi"}, 422),
     ("mo txt number", "POST", "/textinghouse/mo", {"from": "33612345678", "txt": 5}, 422),
+    (
+        "mo date in no format",
+        "POST",
+        "/textinghouse/mo",
+        {"from": "33612345678", "txt": "hi", "date": "01/04/2019 13:09"},
+        400,
+    ),
+    (
+        "mo date not a date",
+        "POST",
+        "/textinghouse/mo",
+        {"from": "33612345678", "txt": "hi", "date": "2019-02-30 10:00:00"},
+        400,
+    ),
     ("mo oversized", "POST", "/textinghouse/mo", {"from": "33612345678", "txt": "x" * 20000}, 413),
     ("keyword no phone", "GET", "/clubtexting/keyword", {"Message": "hi"}, 400),
     ("keyword no message", "GET", "/grouptexting/keyword", {"PhoneNumber": "5554443333"}, 400),

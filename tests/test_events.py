@@ -210,6 +210,24 @@ def test_undelivered_receipt_carries_no_stale_error(
     assert (delivered["error_code"], delivered["error"]) == (None, None)
 
 
+def test_an_undelivered_receipt_event_says_why(
+    stack: Any, store: Store, pump: Pump, bus: BusTap
+) -> None:
+    """The receipt's code and the document's meaning reach the event, as the status table
+    promises for `undelivered` and `failed`."""
+    from smsgate.callbacks import CallbackService
+
+    store.claim("m-why", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
+    CallbackService(store, dict, "").dlr({"apimsgid": "", "climsgid": "m-why", "status": "4"})
+    pump()
+    [event] = [e["detail"] for e in drain(bus)]
+    assert (event["new_status"], event["error_code"], event["error"]) == (
+        "undelivered",
+        "4",
+        "expired or out of reach",
+    )
+
+
 def test_rejected_and_status_keeping_writes_give_no_event(
     stack: Any, store: Store, pump: Pump, bus: BusTap
 ) -> None:

@@ -58,6 +58,7 @@ class Out:
     category: Category
     code: str
     credit: float | None = None
+    fail_when_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,18 @@ TABLE: list[tuple[str, OutboundSms, Sim, dict[str, str] | None, Out | Rule]] = [
         req(),
         Out(K.RETRYABLE, C.PROVIDER_ERROR, "http_404"),
     ),
+    # "Any negative codes represent unsuccessful attempts": an unlisted one is a refusal
     (
-        "undocumented code is unreadable",
+        "undocumented negative code: not sent, retried then failed",
         sms(),
         Sim(force="-3"),
+        req(),
+        Out(K.RETRYABLE, C.PROVIDER_ERROR, "-3", fail_when_spent=True),
+    ),
+    (
+        "undocumented positive code is unreadable",
+        sms(),
+        Sim(force="2"),
         req(),
         Out(K.UNKNOWN, C.NO_ANSWER, "unreadable"),
     ),
@@ -224,6 +233,7 @@ def test_club_texting(
                 expected.code,
             ), outcome
             assert outcome.opt_out is (expected.category is C.OPT_OUT)
+            assert outcome.fail_when_spent is expected.fail_when_spent
             assert not any(word in repr(outcome).lower() for word in GARBAGE_WORDS)
             if expected.credit is not None:
                 assert sim.account().credit == expected.credit

@@ -148,6 +148,7 @@ class Out:
     category: Category
     code: str
     credit: float | None = None
+    fail_when_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,10 +284,18 @@ TABLE: list[Row] = [
         sent(),
         Out(K.RETRYABLE, C.RATE_LIMIT, "http_503", 1000),
     ),
+    # "Any negative codes represent unsuccessful attempts": an unlisted one is a refusal
     (
-        "send undocumented code is unreadable",
+        "send undocumented negative code: not sent, retried then failed",
         Send(sms()),
         Sim(force="-3"),
+        sent(),
+        Out(K.RETRYABLE, C.PROVIDER_ERROR, "-3", fail_when_spent=True),
+    ),
+    (
+        "send undocumented positive code is unreadable",
+        Send(sms()),
+        Sim(force="3"),
         sent(),
         Out(K.UNKNOWN, C.NO_ANSWER, "unreadable"),
     ),
@@ -650,6 +659,7 @@ def test_group_texting(
                 expected.code,
             ), outcome
             assert outcome.opt_out is (expected.category is C.OPT_OUT)
+            assert outcome.fail_when_spent is expected.fail_when_spent
             assert not any(word in repr(outcome).lower() for word in GARBAGE_WORDS)
         else:
             assert operation(client) == expected.value

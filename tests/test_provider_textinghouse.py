@@ -108,6 +108,7 @@ class Out:
     code: str
     segments: int | None = None
     credit: float | None = None
+    fail_when_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ TABLE: list[Row] = [
         Send(sms()),
         Sim(force="ERR: 300 | Error processing request"),
         sent(),
-        Out(K.RETRYABLE, C.PROVIDER_ERROR, "300"),
+        Out(K.RETRYABLE, C.PROVIDER_ERROR, "300", fail_when_spent=True),
     ),
     (
         "ERR 350 flood: same text, same number, within 10 s",
@@ -598,6 +599,7 @@ def check(
             expected.category,
             expected.code,
         ), outcome
+        assert outcome.fail_when_spent is expected.fail_when_spent
         assert not any(word in repr(outcome).lower() for word in GARBAGE_WORDS)
         if expected.segments is not None:
             assert prepared.segments == expected.segments

@@ -482,6 +482,43 @@ def test_a_retried_message_once_sent_keeps_no_stale_error(stack: Any, sims: Any,
     assert "error_code" not in record and "error" not in record
 
 
+NOT_SENT_EVERY_TIME = [
+    # (provider, to, forced answer, code): definite "not sent" answers that may pass later
+    ("textinghouse", FR, "ERR: 300 | Error processing request", "300"),
+    ("clubtexting", US, "-3", "-3"),  # a negative code the document does not list
+    ("grouptexting", US, "-42", "-42"),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "to", "forced", "code"),
+    NOT_SENT_EVERY_TIME,
+    ids=[r[0] for r in NOT_SENT_EVERY_TIME],
+)
+def test_a_refusal_on_every_try_ends_failed_with_its_code(
+    stack: Any, sims: Any, send: Any, provider: str, to: str, forced: str, code: str
+) -> None:
+    """Retried while it may pass; on the last receive the message is `failed` with the
+    provider's code and reason (the user sees why), not left `queued` in a dead-letter queue."""
+    url, arn = lane(stack, provider)
+    sims.by_name[provider].force_answer(forced, times=2)
+    send_bodies(url, [{"id": "r300", "to": to, "text": "hello", "provider": provider}])
+    event = receive_event(url, arn)
+    assert send(event, LambdaContext())["batchItemFailures"]
+    assert (message(stack, "r300")["status"], message(stack, "r300")["error_code"]) == (
+        "queued",
+        code,
+    )
+    for record in event["Records"]:  # SQS's count on the last receive the redrive allows
+        record["attributes"]["ApproximateReceiveCount"] = "5"
+    assert send(event, LambdaContext()) == {"batchItemFailures": []}
+    record = message(stack, "r300")
+    assert (record["status"], record["error_code"]) == ("failed", code)
+    assert "every try" in record["error"]
+    assert len(sends(sims, provider)) == 2
+    assert history(stack, "r300")[-1] == "failed"
+
+
 def test_flood_is_retried_after_ten_seconds(stack: Any, sims: Any, send: Any) -> None:
     run(stack, send, [{"id": "f1", "to": FR, "text": "same"}])
     response = run(stack, send, [{"id": "f2", "to": FR, "text": "same"}])

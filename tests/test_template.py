@@ -7,6 +7,7 @@ runs here.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,13 +131,64 @@ def test_layer_build_matches_function_architectures(template: dict[str, Any]) ->
     (arch,) = archs
     for lid, layer in layers.items():
         meta = layer.get("Metadata", {})
-        assert meta.get("BuildMethod") in runtimes, lid
-        # without it, `sam build` silently puts x86_64 wheels in an arm64 stack's layer
+        # the layer's own Makefile: the wheels of the functions' platform, compiled
+        assert meta.get("BuildMethod") == "makefile", lid
         assert meta.get("BuildArchitecture") == arch, lid
+        makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+        platform = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}[arch]
+        assert f"PLATFORM ?= {platform}" in makefile, lid
+        assert f"build-{lid}:" in makefile, lid
+        assert all(r.startswith("python3.11") for r in runtimes), runtimes
         assert layer["Properties"]["CompatibleArchitectures"] == [arch], lid
         assert set(layer["Properties"]["CompatibleRuntimes"]) >= runtimes, lid
     for fid in function_ids(template):
         assert {"Ref": "SmsgateLayer"} in function_setting(template, fid, "Layers"), fid
+
+
+def test_layer_build_ships_compiled_bytecode(tmp_path: Path) -> None:
+    """A layer is read-only at /opt: without bytecode in it, every cold start compiles every
+    module again. The layer's build (what `sam build` runs) leaves a .pyc beside each module,
+    importable as it is. The requirements are left out here: the same recipe installs them."""
+    empty = tmp_path / "requirements.txt"
+    empty.write_text("")
+    out = tmp_path / "artifacts"
+    make = shutil.which("make") or "make"
+    subprocess.run(  # noqa: S603 - our own Makefile
+        [
+            make,
+            "-s",
+            "-C",
+            str(ROOT / "layers" / "smsgate"),
+            "build-SmsgateLayer",
+            f"ARTIFACTS_DIR={out}",
+            f"REQUIREMENTS={empty}",
+            f"PYTHON={sys.executable}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    modules = sorted((out / "python" / "smsgate").rglob("*.py"))
+    assert len(modules) > 10
+    for module in modules:
+        compiled = module.parent / "__pycache__" / f"{module.stem}.cpython-311.pyc"
+        assert compiled.is_file(), compiled
+        assert compiled.read_bytes()[4:8] == b"\x01\x00\x00\x00", compiled  # unchecked hash
+    # the bytecode is what runs: a source edited after the build does not change the module
+    status = out / "python" / "smsgate" / "status.py"
+    status.write_text(status.read_text() + "\nEDITED_AFTER_BUILD = True\n")
+    probe = subprocess.run(  # the built layer, imported as Lambda would
+        [
+            sys.executable,
+            "-c",
+            "import smsgate.status as s; print(hasattr(s, 'EDITED_AFTER_BUILD'))",
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(out / "python"), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "False"
 
 
 def test_functions_have_their_code_folder_and_handler(template: dict[str, Any]) -> None:
@@ -359,15 +411,29 @@ def test_callbacks_api_is_a_throttled_rest_api_with_safe_access_logs(
     assert props(template, group)["RetentionInDays"] == 30
 
 
-def test_callbacks_api_resource_policy_uses_the_allowed_cidrs(template: dict[str, Any]) -> None:
+CALLBACK_CIDRS = {  # provider path -> (its parameter, its default)
+    "clubtexting": ("ClubTextingCallbackCidrs", "66.148.74.128/31,66.148.74.130/32"),
+    "grouptexting": ("GroupTextingCallbackCidrs", "0.0.0.0/0"),
+    "textinghouse": ("TextingHouseCallbackCidrs", "0.0.0.0/0"),
+}
+
+
+def test_callbacks_api_resource_policy_is_per_provider(template: dict[str, Any]) -> None:
+    """One Deny per provider's paths, for callers outside that provider's list: Club Texting's
+    documented addresses (66.148.74.128-130) by default, the others open unless set."""
     api = props(template, "CallbacksApi")
     statements = api["Auth"]["ResourcePolicy"]["CustomStatements"]
-    denies = [s for s in statements if s["Effect"] == "Deny"]
-    assert len(denies) == 1
-    assert denies[0]["Condition"]["NotIpAddress"]["aws:SourceIp"] == {
-        "Fn::Split": [",", {"Ref": "CallbackAllowedCidrs"}]
-    }
-    assert template["Parameters"]["CallbackAllowedCidrs"]["Default"] == "0.0.0.0/0"
+    [allow] = [s for s in statements if s["Effect"] == "Allow"]
+    assert (allow["Resource"], "Condition" in allow) == ("execute-api:/*", False)
+    denies = {s["Resource"]: s for s in statements if s["Effect"] == "Deny"}
+    assert set(denies) == {f"execute-api:/*/*/hooks/*/{p}/*" for p in CALLBACK_CIDRS}
+    for provider, (parameter, default) in CALLBACK_CIDRS.items():
+        deny = denies[f"execute-api:/*/*/hooks/*/{provider}/*"]
+        assert deny["Condition"] == {
+            "NotIpAddress": {"aws:SourceIp": {"Fn::Split": [",", {"Ref": parameter}]}}
+        }
+        assert template["Parameters"][parameter]["Default"] == default
+    assert "CallbackAllowedCidrs" not in template["Parameters"]  # README: migration note
 
 
 def test_keyword_replies_parameter_is_readable_by_callbacks(template: dict[str, Any]) -> None:

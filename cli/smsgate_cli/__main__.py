@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import bus, commands, providers
+from . import bus, callbacks, commands, providers
 from .config import ConfigProblem, resolve
 from .context import Context, Failure
 
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=commands.MAX_SCAN_DEFAULT,
         help=f"stop scanning after this many items (default {commands.MAX_SCAN_DEFAULT})",
     )
+
+    callbacks.add_parser(command, common)
 
     p = command("optouts", "list, add or remove opted-out numbers", commands.cmd_optouts)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)

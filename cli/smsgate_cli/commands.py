@@ -192,7 +192,7 @@ def _send_file(args: argparse.Namespace, ctx: Context, out: Out) -> int:
 
 
 def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
-    at = str(entry.get("at", ""))
+    at = str(entry.get("received_at") or entry.get("at", ""))  # a kept receipt: when it came
     return {
         "at": at.split("#", 1)[0],
         "status": entry.get("status", ""),

@@ -7,8 +7,8 @@ routing or parsing, so a forged request gets 403 and touches nothing.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
+import time
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -18,10 +18,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from smsgate.callbacks import BadCallback
 from smsgate.config import settings
-from smsgate.observability import flush_metrics, logger
-from smsgate.wiring import callback_service, callback_token
+from smsgate.observability import count, flush_metrics, logger
+from smsgate.tokens import PREVIOUS
+from smsgate.wiring import callback_service, callback_tokens
 
 MAX_BODY = 16 * 1024  # bytes; a receipt or an MO is a few hundred
+REFRESH_SECONDS = 30.0
 TEXT = "text/plain; charset=utf-8"
 Digits = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
@@ -159,10 +161,33 @@ def textinghouse_mo(token: str, message: Annotated[InboundMessage, Body()]) -> d
     return {"result": "stored" if stored else "duplicate"}
 
 
+class _Refresh:
+    """When a token matches neither cached token, the secret is read again — at most once per
+    REFRESH_SECONDS per instance (so a flood of forged requests costs no Secrets Manager
+    calls): a just-rotated token works at once instead of after the secret's cache age."""
+
+    last = 0.0
+
+    @classmethod
+    def allowed(cls) -> bool:
+        now = time.monotonic()
+        if now - cls.last < REFRESH_SECONDS:
+            return False
+        cls.last = now
+        return True
+
+
 def _token_ok(event: dict[str, Any]) -> bool:
     given = str((event.get("pathParameters") or {}).get("token") or "")
-    expected = callback_token(settings())
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    which = callback_tokens(settings()).check(given)
+    if which is None and _Refresh.allowed():
+        which = callback_tokens(settings(), fresh=True).check(given)
+    if which == PREVIOUS:
+        # still accepted until its time runs out: this metric shows who is not updated yet
+        provider = str(event.get("resource") or "").split("/")[3:4] or ["unknown"]
+        count("CallbackPreviousToken", provider[0])
+        logger.warning("callback with the previous token", extra={"provider": provider[0]})
+    return which is not None
 
 
 def _refuse(status: int, reason: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .harness import LambdaContext
+from .resource_policy import ResourcePolicy
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -40,8 +41,11 @@ class LocalRestApi:
         *,
         stage: str = "v1",
         timeout_ms: int = 10_000,
+        policy: ResourcePolicy | None = None,
     ) -> None:
         self.handler, self.stage, self.timeout_ms = handler, stage, timeout_ms
+        # the API's resource policy (source-IP allow-lists), evaluated before the function
+        self.policy = policy
         self.routes = [(m.upper(), r, _pattern(r)) for m, r in routes]
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()  # one invocation at a time, like one warm Lambda instance
@@ -131,6 +135,16 @@ class LocalRestApi:
                         status,
                         {"Content-Type": "application/json"},
                         json.dumps({"message": message}).encode(),
+                    )
+                    return
+                if api.policy is not None and not api.policy.allows(
+                    self.command, event["path"], self.client_address[0]
+                ):
+                    message = "User: anonymous is not authorized to perform: execute-api:Invoke"
+                    self._answer(
+                        403,
+                        {"Content-Type": "application/json"},
+                        json.dumps({"Message": message}).encode(),
                     )
                     return
                 try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from .resource_policy import callbacks_policy
 from .stack import ROOT, Stack, _Resolver, build_stack, load_template, resources_of_type
 
 log = logging.getLogger("smsgate_local")
@@ -42,6 +43,11 @@ DEFAULT_PORTS = {
 SIM_USER, SIM_PASS = "smsgate", "local-secret"
 # Local low-credit alarms, used only while the template defines none on CreditBalance.
 LOCAL_CREDIT_PROVIDERS = ("grouptexting", "textinghouse")
+
+
+# Template parameters the local stack sets: the simulators call back from loopback, not from
+# Club Texting's documented addresses (the resource policy is evaluated as deployed).
+LOCAL_PARAMETERS = {"ClubTextingCallbackCidrs": "127.0.0.0/8"}
 
 
 @dataclass
@@ -183,7 +189,13 @@ class LocalStack:
         # the template's resources in moto
         creds = {"user": SIM_USER, "pass": SIM_PASS}
         secret = {p: dict(creds) for p in PROVIDERS} | {"callback_token": token}
-        stack = build_stack(secret, self.sims.urls, prefix=o.prefix, endpoint_url=endpoint)
+        stack = build_stack(
+            secret,
+            self.sims.urls,
+            prefix=o.prefix,
+            endpoint_url=endpoint,
+            parameter_overrides=LOCAL_PARAMETERS,
+        )
         self.stack: Stack = stack
         os.environ.update(stack.env)
         os.environ.setdefault("PROVIDER_CONNECT_TIMEOUT", "2")
@@ -212,6 +224,7 @@ class LocalStack:
             refs.setdefault(lid, f"{o.prefix}-{lid}")  # functions, API: their physical names
         self.resolver = _Resolver(template, refs, stack.attrs)
         self.functions = load_functions(template, self.resolver.resolve, o.prefix)
+        self.api.policy = callbacks_policy(template, self.resolver.resolve)
         self._api_ready.set()
 
         # Lambda's SQS event sources

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .observability import count, logger, mask
@@ -45,7 +46,8 @@ class Inbound:
     text: str
     reply_to: str | None = None  # our outbound message id this answers (TextingHouse MO)
     reply_to_provider_id: str | None = None
-    received_at: str | None = None  # the provider's own timestamp, when it gives one
+    received_at: str | None = None  # the provider's own timestamp (ISO-8601 UTC), if given
+    received_at_raw: str | None = None  # ... as the provider wrote it
 
 
 def lower_keys(params: Mapping[str, str] | None) -> dict[str, str]:
@@ -129,6 +131,7 @@ class CallbackService:
     def mo(self, body: Mapping[str, Any]) -> bool:
         """An inbound message from TextingHouse. Returns False for a repeat of one we have."""
         sender = self._number(str(body["from"]), "intl")
+        raw_date = str(body.get("date") or "").strip() or None
         inbound = Inbound(
             "textinghouse",
             "mo",
@@ -136,7 +139,8 @@ class CallbackService:
             str(body["txt"]),
             reply_to=str(body.get("climsgid") or "") or None,
             reply_to_provider_id=str(body.get("apimsgid") or "") or None,
-            received_at=str(body.get("date") or "") or None,
+            received_at=textinghouse_date(raw_date) if raw_date else None,
+            received_at_raw=raw_date,
         )
         key = "|".join(
             [
@@ -144,7 +148,7 @@ class CallbackService:
                 inbound.reply_to_provider_id or "",
                 sender,
                 inbound.text,
-                inbound.received_at or "",
+                inbound.received_at_raw or "",
             ]
         )
         return self._store_inbound(inbound, [_hashed(key)], intent(inbound.text))
@@ -153,16 +157,19 @@ class CallbackService:
         """Apply a TextingHouse delivery receipt. Returns what happened: `applied`,
         `ignored` (duplicate, late or regressing) or `unmatched` (kept for later)."""
         code = str(body["status"]).strip()
-        mapped = textinghouse.map_status(code)
-        if mapped is None:
-            raise BadCallback(f"unknown TextingHouse status code {code[:8]!r}")
-        new, _ = mapped
         climsgid = str(body.get("climsgid") or "").strip()
         apimsgid = str(body.get("apimsgid") or "").strip()
         if not (climsgid or apimsgid):
             raise BadCallback("receipt names no message (apimsgid / climsgid)")
         message_id = climsgid or self.store.find_by_provider_id("textinghouse", apimsgid)
-        attrs = {"provider_message_id": apimsgid or None}
+        mapped = textinghouse.map_status(code)
+        if mapped is None:
+            return self._unlisted_receipt(message_id, apimsgid, climsgid, code)
+        new, meaning = mapped
+        attrs: dict[str, Any] = {"provider_message_id": apimsgid or None}
+        if new in (Status.UNDELIVERED, Status.FAILED):
+            # the receipt's own code and the document's meaning of it
+            attrs.update({"error_code": code, "error": meaning})
         if message_id and self.store.advance(
             message_id, new, source="dlr", raw=code, attrs=attrs, expect_provider="textinghouse"
         ):
@@ -173,6 +180,24 @@ class CallbackService:
             return "ignored"
         if self.store.keep_unmatched_receipt("textinghouse", apimsgid, climsgid, code):
             logger.warning("receipt for an unknown message kept", extra={"code": code})
+        return "unmatched"
+
+    def _unlisted_receipt(
+        self, message_id: str | None, apimsgid: str, climsgid: str, code: str
+    ) -> str:
+        """A status code TextingHouse's document does not list: answered 2xx (a 4xx makes
+        TextingHouse retry or give up on the endpoint), kept in the message's history with
+        its raw code, the status left as it is."""
+        count("ReceiptStatusUnlisted", "textinghouse")
+        logger.warning(
+            "receipt with a status code the document does not list: kept, status unchanged",
+            extra={"code": code, "message_id": message_id},
+        )
+        message = self.store.get_message(message_id) if message_id else None
+        if message is not None and message.get("provider") == "textinghouse":
+            self.store.keep_receipt_note(str(message_id), "textinghouse", code)
+            return "noted"
+        self.store.keep_unmatched_receipt("textinghouse", apimsgid, climsgid, code)
         return "unmatched"
 
     # --- shared ---------------------------------------------------------------------------
@@ -211,6 +236,7 @@ class CallbackService:
             "reply_to": inbound.reply_to,
             "reply_to_provider_id": inbound.reply_to_provider_id,
             "received_at": inbound.received_at,
+            "received_at_raw": inbound.received_at_raw,
             "created_at": now_iso(),
         }
         consent: list[dict[str, Any]] = []
@@ -241,6 +267,21 @@ class CallbackService:
                 count("OptIns", inbound.provider)
                 logger.info("opted back in", extra={"from": mask(inbound.sender)})
         return stored
+
+
+# TextingHouse API §4.6 shows `2019-04-01T13:09:16Z` and says `YYYY-MM-DD HH:mm:ss`, UTC.
+TEXTINGHOUSE_DATES = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S")
+
+
+def textinghouse_date(raw: str) -> str:
+    """An MO's `date` in either of the document's formats, as smsgate's ISO-8601 UTC."""
+    for layout in TEXTINGHOUSE_DATES:
+        try:
+            moment = datetime.strptime(raw, layout).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return now_iso(moment)
+    raise BadCallback("date is neither YYYY-MM-DDTHH:MM:SSZ nor YYYY-MM-DD HH:MM:SS (UTC)")
 
 
 def _hashed(key: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import phonenumbers
-
 ASCII_DIGITS = frozenset("0123456789")
 TEST_NUMBER = "999"  # TextingHouse's free test number: not E.164, accepted for TextingHouse only
 
@@ -16,6 +14,8 @@ def to_e164(raw: str, default_region: str = "US") -> str:
     """E.164 for `raw` (`+12125551234`, `+33612345678`); a bare 10-digit number is US (+1)."""
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidNumber("phone number is empty")
+    import phonenumbers  # 45 ms of imports that the callbacks and the credit check never need
+
     try:
         parsed = phonenumbers.parse(raw.strip(), default_region)
     except phonenumbers.NumberParseException as exc:

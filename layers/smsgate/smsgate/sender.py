@@ -686,7 +686,10 @@ class SendService:
             )
             return None
 
-    def _retry(self, s: Sending, outcome: Outcome) -> Retry:
+    def _retry(self, s: Sending, outcome: Outcome) -> Result:
+        if outcome.fail_when_spent and s.receive_count >= self.max_receive_count:
+            # the provider said "not sent" on every try: the user sees its code and reason
+            return self._fail(s, outcome.code, f"{outcome.reason}, on every try")
         self.store.release(
             s.id,
             s.lease,

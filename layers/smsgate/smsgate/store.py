@@ -89,8 +89,14 @@ class Store:
         # item the store writes expires this many days after it was written.
         self.message_retention_days = message_retention_days
         self.inbound_text_retention_days = inbound_text_retention_days
+        # No client-side parameter validation: every request here is built by this module
+        # (and its tests run against DynamoDB's own validation in moto); botocore's
+        # validation of each transaction was a measurable share of a send's CPU.
         self.db = client or boto3.client(
-            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            "dynamodb",
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 5}, parameter_validation=False
+            ),
         )
 
     # --- retention ------------------------------------------------------------------------
@@ -414,15 +420,32 @@ class Store:
         it can be matched later and nobody's message is touched. Keyed by the receipt itself
         (the message's id and the status code), so a resent receipt finds the item its first
         delivery wrote: True when this call kept it, False when it was already kept."""
+        return self._keep_receipt(
+            f"unmatched#{provider}#{provider_message_id or client_id}",
+            code,
+            {
+                "provider": provider,
+                "provider_message_id": provider_message_id or None,
+                "client_id": client_id or None,
+            },
+        )
+
+    def keep_receipt_note(self, message_id: str, provider: str, code: str) -> bool:
+        """A receipt whose status code the provider does not document: kept in the message's
+        history with its raw code (no status, so the message's status is untouched), once
+        per code."""
+        return self._keep_receipt(
+            message_id, code, {"provider": provider, "note": "status code not documented"}
+        )
+
+    def _keep_receipt(self, key: str, code: str, extra: Mapping[str, Any]) -> bool:
         entry = {
-            "message_id": f"unmatched#{provider}#{provider_message_id or client_id}",
+            "message_id": key,
             "at": f"receipt#{code}",
             "received_at": now_iso(),
             "source": "dlr",
             "raw": code,
-            "provider": provider,
-            "provider_message_id": provider_message_id or None,
-            "client_id": client_id or None,
+            **extra,
             "expires_at": self.expires_at(),
         }
         try:

@@ -9,13 +9,16 @@ from .config import Settings, settings
 from .store import Store
 
 
-def provider_credentials(config: Settings) -> dict[str, Any]:
+def provider_credentials(config: Settings, *, fresh: bool = False) -> dict[str, Any]:
     """The provider secret (JSON), cached by Powertools for `secret_max_age` seconds so a
-    rotated password is picked up without a redeploy."""
+    rotated password is picked up without a redeploy (`fresh`: read it now)."""
     from aws_lambda_powertools.utilities import parameters
 
     value = parameters.get_secret(
-        config.provider_secret, transform="json", max_age=config.secret_max_age
+        config.provider_secret,
+        transform="json",
+        max_age=config.secret_max_age,
+        force_fetch=fresh,
     )
     return value if isinstance(value, dict) else {}
 
@@ -93,8 +96,11 @@ def send_service() -> Any:
     )
 
 
-def callback_token(config: Settings) -> str:
-    return str(provider_credentials(config).get("callback_token") or "")
+def callback_tokens(config: Settings, *, fresh: bool = False) -> Any:
+    """The callback tokens (`smsgate.tokens.CallbackTokens`) from the provider secret."""
+    from .tokens import CallbackTokens
+
+    return CallbackTokens.from_secret(provider_credentials(config, fresh=fresh))
 
 
 @lru_cache(maxsize=1)

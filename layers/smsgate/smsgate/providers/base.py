@@ -7,16 +7,12 @@ never-twice / never-lost logic upstream can treat every provider alike.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util.retry import Retry
 
 CONNECT_TIMEOUT = 3.05  # seconds to open the TCP (and TLS) connection
 READ_TIMEOUT = 10.0  # seconds to wait for an answer once the request is out
@@ -50,6 +46,9 @@ class Answer:
     category: Category
     reason: str
     retry_after: int = 0  # minimum seconds before a retry may succeed
+    # A definite "not sent" that may pass on a later try: retried, and once the retries are
+    # spent the message ends `failed` with this code (not left in a dead-letter queue).
+    fail_when_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class Outcome:
     reason: str
     provider_message_id: str | None = None
     retry_after: int = 0
+    fail_when_spent: bool = False
 
     @property
     def opt_out(self) -> bool:
@@ -76,6 +76,7 @@ class Outcome:
             answer.reason,
             provider_message_id,
             answer.retry_after,
+            answer.fail_when_spent,
         )
 
 
@@ -148,12 +149,24 @@ class Transport:
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
+        # requests is imported with the first client, not with the package: the callbacks
+        # and the event publisher read provider rules but never open a provider connection.
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         retry = Retry(
             total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False
         )
         self.session = requests.Session()
+        # The environment's proxy and CA settings are read once here, not on every request
+        # (requests looks them up per request when `trust_env` is on: a measurable share of
+        # a send's CPU).
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        self.session.verify = _ca_bundle() or True
+        self.session.trust_env = False
         # One connection per provider: Group Texting rate-limits parallel connections.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retry)
         self.session.mount("http://", adapter)
@@ -162,6 +175,8 @@ class Transport:
     def request(
         self, method: str, path: str, fields: Mapping[str, str], *, json_body: bool = False
     ) -> Reply:
+        import requests
+
         url = self.base_url + path
         kwargs: dict[str, object] = {"timeout": self.timeout, "allow_redirects": False}
         if method == "GET":
@@ -186,8 +201,15 @@ class Transport:
         self.session.close()
 
 
+def _ca_bundle() -> str | None:
+    """The CA bundle the environment names, as requests itself would read it."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 def _failed_before_sending(exc: BaseException) -> bool:
     """True when urllib3 never got a connection up (so the request did not leave)."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -204,6 +226,23 @@ def _failed_before_sending(exc: BaseException) -> bool:
             )
         )
     return False
+
+
+# Club Texting and Group Texting: "Any negative codes represent unsuccessful attempts to send
+# messages" — a code their tables do not list is still a definite refusal, maybe transient.
+UNLISTED_NEGATIVE = Answer(
+    OutcomeKind.RETRYABLE,
+    Category.PROVIDER_ERROR,
+    "refused with a code the provider does not document (not sent)",
+    30,
+    fail_when_spent=True,
+)
+
+
+def negative_code(body: str) -> str | None:
+    """The body when it is a bare negative integer (`-3`, `-42`), else None."""
+    code = body.strip()
+    return code if code[:1] == "-" and code[1:].isdigit() and len(code) <= 8 else None
 
 
 # Answers every provider can give through HTTP itself, before its own codes apply.

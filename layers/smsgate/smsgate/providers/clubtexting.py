@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..phones import us_ten_digits
 from .base import (
+    UNLISTED_NEGATIVE,
     UNREADABLE,
     Answer,
     Category,
@@ -17,6 +18,7 @@ from .base import (
     ProviderClient,
     Reply,
     RuleViolation,
+    negative_code,
 )
 
 MAX_MESSAGE = 130  # characters of the message; the subject is not counted (DESIGN.md §3)
@@ -68,6 +70,10 @@ class ClubTexting(ProviderClient):
 
     def parse_send(self, reply: Reply) -> Outcome:
         code = reply.body.strip()
-        if code not in SEND_CODES:  # never keep an undocumented body: it may echo anything
-            return Outcome.from_answer("unreadable", UNREADABLE)
-        return Outcome.from_answer(code, SEND_CODES[code])
+        if code in SEND_CODES:
+            return Outcome.from_answer(code, SEND_CODES[code])
+        unlisted = negative_code(code)
+        if unlisted is not None:
+            return Outcome.from_answer(unlisted, UNLISTED_NEGATIVE)
+        # never keep an undocumented body: it may echo anything
+        return Outcome.from_answer("unreadable", UNREADABLE)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..phones import us_ten_digits
 from .base import (
+    UNLISTED_NEGATIVE,
     UNREADABLE,
     Answer,
     Category,
@@ -22,6 +23,7 @@ from .base import (
     ProviderError,
     Reply,
     RuleViolation,
+    negative_code,
 )
 
 MAX_SUBJECT = 13
@@ -186,9 +188,13 @@ class GroupTexting(ProviderClient):
 
     def parse_send(self, reply: Reply) -> Outcome:
         code = reply.body.strip()
-        if code not in SEND_CODES:  # never keep an undocumented body: it may echo anything
-            return Outcome.from_answer("unreadable", UNREADABLE)
-        return Outcome.from_answer(code, SEND_CODES[code])
+        if code in SEND_CODES:
+            return Outcome.from_answer(code, SEND_CODES[code])
+        unlisted = negative_code(code)
+        if unlisted is not None:
+            return Outcome.from_answer(unlisted, UNLISTED_NEGATIVE)
+        # never keep an undocumented body: it may echo anything
+        return Outcome.from_answer("unreadable", UNREADABLE)
 
     # --- account operations -------------------------------------------------------------
 

@@ -54,7 +54,14 @@ SEND_CODES: dict[str, Answer] = {
         60,
     ),
     "104": Answer(OutcomeKind.RETRYABLE, Category.CREDIT, "insufficient credit", 300),
-    "300": Answer(OutcomeKind.RETRYABLE, Category.PROVIDER_ERROR, "error processing request", 30),
+    # A processing error (transient): retried, then `failed` with 300 so the user sees why.
+    "300": Answer(
+        OutcomeKind.RETRYABLE,
+        Category.PROVIDER_ERROR,
+        "error processing request",
+        30,
+        fail_when_spent=True,
+    ),
     "350": Answer(
         OutcomeKind.RETRYABLE, Category.FLOOD, "flood: same text to the same number within 10 s", 10
     ),
