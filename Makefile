@@ -22,7 +22,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 TEST_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
 	AWS_EC2_METADATA_DISABLED=true
-PYTEST_ARGS ?=
+# one pytest worker per core (`make test PYTEST_ARGS=` for a single process)
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install lint test build format clean run demo bench soak
 

@@ -281,7 +281,8 @@ def test_inbound_reply_and_stop_then_start(
     assert (optout["how"], optout["provider"]) == ("STOP keyword", "textinghouse")
 
     # a second STOP is stored (an inbound event) but changes no opt-out
-    assert sims.textinghouse.inject_mo(from_=digits, txt="STOP", date="2026-01-01 10:00")[0] == 200
+    again = sims.textinghouse.inject_mo(from_=digits, txt="STOP", date="2026-01-01 10:00:00")
+    assert again[0] == 200
     pump()
     assert [e["detail-type"] for e in drain(bus)] == [ev.INBOUND_RECEIVED]
 

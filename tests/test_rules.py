@@ -357,6 +357,9 @@ def test_parse_windows_errors(spec: str) -> None:
         ("Wednesday 19:30 New York (Thursday 00:30 UTC)", utc(2026, 2, 5, 0, 30), US, True),
         ("Christmas in New York", utc(2026, 12, 25, 17, 0), US, False),
         ("test number 999 falls back to Paris", utc(2026, 2, 4, 7, 0), "999", True),
+        # phonenumbers places no zone ("Etc/Unknown"): the fallback, never a crash
+        ("unplaced +800 number falls back to Paris", utc(2026, 2, 4, 7, 0), "+80012345678", True),
+        ("unplaced short number falls back to Paris", utc(2026, 2, 4, 6, 59), "+33123", False),
     ],
 )
 def test_is_open(label: str, moment: datetime, number: str, open_: bool) -> None:

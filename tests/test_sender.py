@@ -598,6 +598,7 @@ def test_commercial_message_is_held_until_its_window(
     stack: Any, sims: Any, send: Any, service: Any, now: datetime, opens: str
 ) -> None:
     service.clock = lambda: now
+    sims.textinghouse.set_clock(now)  # TextingHouse judges its slots by the same moment
     body = {"id": "promo1", "to": FR, "text": PROMO, "commercial": True}
     assert run(stack, send, [body]) == {"batchItemFailures": []}
     record = message(stack, "promo1")
@@ -612,10 +613,13 @@ def test_commercial_message_is_held_until_its_window(
     assert schedule["Target"]["Arn"] == stack.queue_arns["SendQueue"]
     # The schedule fires at the window: its input comes back through the queue and is sent.
     service.clock = lambda: datetime.fromisoformat(opens + "+00:00")
+    sims.textinghouse.set_clock(datetime.fromisoformat(opens + "+00:00"))
     assert run(stack, send, [json.loads(schedule["Target"]["Input"])]) == {"batchItemFailures": []}
     assert message(stack, "promo1")["status"] == "sent"
     sent = sends(sims, "textinghouse")
     assert len(sent) == 1 and sent[0].fields["iscom"] == "Y"
+    # TextingHouse would retain one outside its slots, uncancellable: it never got one
+    assert sims.textinghouse.retained() == []
     assert history(stack, "promo1") == ["queued", "scheduled", "sent"]
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from smsgate_sim import KeywordConfig, Simulators, gsm, unused_url
+from smsgate_sim import Block, KeywordConfig, Simulators, gsm, hours, php_form, unused_url
 from smsgate_sim.grouptexting import card_declined, luhn_ok, weighted_length
 from smsgate_sim.pytest_plugin import sims, simulator_options, simulators  # noqa: F401
 
@@ -34,6 +35,8 @@ E300 = "ERR: 300 | Error processing request"
 E400 = "ERR: 400 | STOP mention missing"
 AUTH = {"user": USER, "pass": PASS}
 NEXT_YEAR = f"{(dt.date.today().year + 1) % 100:02d}"
+UTC = dt.UTC
+SUNDAY_NOON = dt.datetime(2026, 11, 22, 11, 0, tzinfo=UTC)  # Sunday 12:00 in Paris
 LAST_YEAR = f"{(dt.date.today().year - 1) % 100:02d}"
 
 
@@ -54,6 +57,7 @@ class Receiver:
         self.calls: list[dict[str, Any]] = []
         self.reply = "OK"
         self.status = 200
+        self.delay = 0.0  # seconds before answering
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -77,6 +81,7 @@ class Receiver:
                     }
                 )
                 payload = receiver.reply.encode()
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
@@ -464,6 +469,7 @@ def test_grouptexting_three_parallel_connections_one_is_rate_limited(sims):  # n
 def test_grouptexting_rate_limit_window_and_toggle(sims, http_session):  # noqa: F811
     gt = sims.grouptexting
     gt.rate_limit_window = 0.3
+    gt.block_seconds = 0  # the window alone (the block: see the test below)
     assert _parallel_gt_sends(gt, 3) == [200, 200, 503]
     time.sleep(0.35)
     assert _parallel_gt_sends(gt, 2) == [200, 200]  # a new window
@@ -547,15 +553,17 @@ TH_SEND_CASES = [
     ("bad password", th_fields(pass_="x"), None, E101),
     ("insufficient credit", th_fields(), "credit_0", E104),
     ("2 parts, 1 credit", th_fields(txt="x" * 161), "credit_1", E104),
-    ("plus in number", th_fields(to="+33612345678"), None, E300),
-    ("letters in number", th_fields(to="336abc"), None, E300),
-    ("climsgid 33 chars", th_fields(climsgid="c" * 33), None, E300),
-    ("from 12 chars", th_fields(from_="a" * 12), None, E300),
-    ("from with dash", th_fields(from_="my-shop"), None, E300),
-    ("iscom yes", th_fields(iscom="yes"), None, E300),
-    ("ç not GSM", th_fields(txt="reçu"), None, E300),
-    ("emoji", th_fields(txt="hi 😀"), None, E300),
-    ("unknown cmd", th_fields(cmd="sendmms"), None, E300),
+    # No code for an invalid value (300 is a processing error): 100, see value_problem.
+    ("plus in number", th_fields(to="+33612345678"), None, E100),
+    ("letters in number", th_fields(to="336abc"), None, E100),
+    ("climsgid 33 chars", th_fields(climsgid="c" * 33), None, E100),
+    ("iscom yes", th_fields(iscom="yes"), None, E100),
+    ("ç not GSM", th_fields(txt="reçu"), None, E100),
+    ("emoji", th_fields(txt="hi 😀"), None, E100),
+    ("unknown cmd", th_fields(cmd="sendmms"), None, E100),
+    # "TextingHouse reserves the right to replace the sender chosen": sent, sender replaced
+    ("from 12 chars", th_fields(from_="a" * 12), None, "ID replaced"),
+    ("from with dash", th_fields(from_="my-shop"), None, "ID replaced"),
     ("commercial without STOP", th_fields(iscom="Y"), None, E400),
     ("STOP not at the end", th_fields(iscom="Y", txt="STOP sms-s.top Sale!"), None, E400),
 ]  # fmt: skip
@@ -573,12 +581,14 @@ def test_textinghouse_sendsms(sims, http_session, label, fields, setup, expected
     resp = http_session.post(th.url + TH_PATH, data=fields)
     assert resp.status_code == 200
     assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
-    if expected == "ID":
+    if expected.startswith("ID"):
         assert re.fullmatch(r"ID:[0-9a-f]{24}", resp.text), resp.text
         msg = th.messages[-1]
         assert msg.api_id == resp.text[3:]
         assert msg.climsgid == fields.get("climsgid", "")
         assert th.account().credit == 999
+        assert msg.sender_replaced == (expected == "ID replaced")
+        assert msg.sender == ("" if msg.sender_replaced else fields.get("from", ""))
     else:
         assert resp.text == expected
         assert th.messages == []
@@ -932,8 +942,13 @@ def test_reset_restores_defaults(sims, http_session):  # noqa: F811
     gt.set_fault("http_500")
     gt.force_answer("-10")
     gt.rate_limit_enabled = False
+    gt.block_seconds = 5
+    _parallel_gt_sends(gt, 3)  # a block
     th.dlr_url = "http://127.0.0.1:9/"
     th.set_number_outcome("33612345678", 4)
+    th.set_clock(SUNDAY_NOON)
+    th.account().allowed_ips = {"192.0.2.1"}
+    th.commercial_slots = ()
     http_session.post(th.url + TH_PATH, data=th_fields())
 
     sims.reset()
@@ -949,7 +964,10 @@ def test_reset_restores_defaults(sims, http_session):  # noqa: F811
     assert gt.account().keywords == {} and "FRESH" not in gt.taken_keywords
     assert "PIZZA" in gt.taken_keywords
     assert gt.rate_limit_enabled is True
-    assert th.dlr_url is None and th.messages == []
+    assert (gt.block_seconds, list(gt.blocks), gt.blocked()) == (60, [], False)
+    assert th.dlr_url is None and th.messages == [] and th.retained() == []
+    assert abs(th.now() - time.time()) < 1 and th.account().allowed_ips is None
+    assert th.commercial_slots == hours.SLOTS
     resp = http_session.post(gt.url + "/api/sending", data=gt_fields())
     assert (resp.status_code, resp.text) == (200, "1")
     assert http_session.post(th.url + TH_PATH, data=th_fields()).text.startswith("ID:")
@@ -1033,3 +1051,423 @@ def test_simulators_start_with_fixed_ports_and_context_manager():
         assert own.by_name["textinghouse"] is own.textinghouse
     with pytest.raises(ValueError):
         Simulators.start(ports={"nope": 1})
+
+
+# ----------------------------------------------------------------------------- PHP form names
+
+
+def test_php_form_reads_names_as_php_does():
+    # php_register_variable_ex: leading spaces dropped, spaces and dots -> "_", values as sent
+    assert php_form("a=1& b=2&c.d=3&e f=4&=x& =y&g&h= 5 ") == {
+        "a": "1",
+        "b": "2",
+        "c_d": "3",
+        "e_f": "4",
+        "g": "",
+        "h": " 5 ",
+    }
+    assert php_form("%20user=x&+pass=y&a=1&a=2") == {"user": "x", "pass": "y", "a": "2"}
+    assert php_form("\nphonenumber=1&\tx=2") == {"\nphonenumber": "1", "\tx": "2"}
+
+
+def _raw_post(sim: Any, path: str, body: bytes, query: str = "") -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=5)
+    try:
+        conn.request(
+            "POST",
+            path + (f"?{query}" if query else ""),
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+CREDS = f"user={USER}&pass={PASS}".encode()
+PHP_NAME_CASES = [
+    # (label, simulator, path, body, query, expected)
+    ("ct: leading space in a name", "clubtexting", CT_PATH,
+     CREDS + b"& phonenumber=2127846500&message=hi", "", "1"),
+    ("ct: line break before a name is kept", "clubtexting", CT_PATH,
+     CREDS + b"&\nphonenumber=2127846500&message=hi", "", "-10"),
+    ("ct: space inside a name -> _", "clubtexting", CT_PATH,
+     CREDS + b"&phone number=2127846500&message=hi", "", "-10"),
+    ("ct: capitalised names", "clubtexting", CT_PATH,
+     b"User=smsgate&Pass=local-secret&PhoneNumber=2127846500&Message=hi", "", "1"),
+    ("gt: leading space in a name", "grouptexting", "/api/sending",
+     CREDS + b"& phonenumber=2125551234&subject=test &message=hi", "", "1"),
+    ("gt: encoded leading space in the query", "grouptexting", "/api/credits/check/",
+     b"", f"%20user={USER}&+pass={PASS}", "1000"),
+    ("th: leading space in a name", "textinghouse", TH_PATH,
+     b" user=smsgate&  pass=local-secret&cmd=getcredit", "", "1000"),
+    ("th: User= is not user=", "textinghouse", TH_PATH,
+     b"User=smsgate&pass=local-secret&cmd=getcredit", "", E100),
+    ("th: TXT= is not txt=", "textinghouse", TH_PATH,
+     CREDS + b"&cmd=sendsms&to=33612345678&TXT=hi&iscom=N", "", E100),
+    ("th: Cmd= is not cmd=", "textinghouse", TH_PATH, CREDS + b"&Cmd=getcredit", "", E100),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "name", "path", "body", "query", "expected"),
+    PHP_NAME_CASES,
+    ids=[c[0] for c in PHP_NAME_CASES],
+)
+def test_form_names_as_php_reads_them(sims, label, name, path, body, query, expected):  # noqa: F811
+    sim = sims.by_name[name]
+    assert _raw_post(sim, path, body, query) == expected
+    if "space inside" in label:
+        assert sim.requests[-1].fields["phone_number"] == "2127846500"
+    if "line break" in label:
+        assert sim.requests[-1].fields["\nphonenumber"] == "2127846500"
+    if name == "grouptexting" and expected == "1":
+        assert sim.messages[-1].subject == "test "  # values keep their spaces
+
+
+# ----------------------------------------------------------------------------- TextingHouse IP lock
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ok"),
+    [(None, True), ({"127.0.0.1"}, True), ({"192.0.2.10"}, False), (set(), False)],
+    ids=["no lock", "this address", "another address", "empty lock"],
+)
+def test_textinghouse_ip_lock(sims, http_session, allowed, ok):  # noqa: F811
+    th = sims.textinghouse
+    th.account().allowed_ips = allowed
+    url = th.url + TH_PATH
+    answers = [
+        http_session.post(url, data=th_fields()).text,
+        http_session.post(url, data=th_fields(to="999")).text,  # §4.8: authenticated too
+        http_session.get(url, params={**AUTH, "cmd": "getcredit"}).text,
+        http_session.post(url, data={**AUTH, "cmd": "getstatus", "api_id": "0" * 24}).text,
+    ]
+    if ok:
+        assert answers[0].startswith("ID:") and answers[1].startswith("ID:")
+        assert answers[2:] == ["999", "ERR: 201 | Unknown api_id"]
+    else:
+        assert answers == [E101] * 4
+        assert th.messages == [] and th.account().credit == 1000
+    assert th.requests[-1].client == "127.0.0.1"
+
+
+def test_textinghouse_ip_lock_is_per_account(sims, http_session):  # noqa: F811
+    th = sims.textinghouse
+    th.add_account("locked", "pw", allowed_ips={"192.0.2.10"})
+    other = th_fields(user="locked", pass_="pw")
+    assert http_session.post(th.url + TH_PATH, data=other).text == E101
+    assert http_session.post(th.url + TH_PATH, data=th_fields()).text.startswith("ID:")
+
+
+# ----------------------------------------------------------------------------- TextingHouse 300
+
+
+def test_textinghouse_300_is_only_a_processing_error(sims, http_session):  # noqa: F811
+    th = sims.textinghouse
+    th.processing_error(times=2)
+    answers = [http_session.post(th.url + TH_PATH, data=th_fields()).text for _ in range(3)]
+    assert answers[:2] == [E300, E300]
+    assert answers[2].startswith("ID:")
+    assert [r.fault for r in th.requests] == ["forced", "forced", None]
+    assert len(th.messages) == 1 and th.account().credit == 999  # the 300s were not processed
+    # no value makes the simulator answer 300 of itself
+    for bad in ({"to": "+33"}, {"iscom": "y"}, {"txt": "😀"}, {"cmd": "x"}, {"climsgid": "c" * 40}):
+        assert http_session.post(th.url + TH_PATH, data=th_fields(**bad)).text == E100
+
+
+# ----------------------------------------------------------------------------- TextingHouse 999
+
+TEST_SMS_CASES = [
+    # §4.8 "The content of the test SMS is free and not taken into account"
+    ("plain", {}),
+    ("characters outside GSM 03.38", {"txt": "reçu 😀"}),
+    ("long", {"txt": "x" * 400}),
+    ("commercial without STOP, on a Sunday", {"iscom": "Y", "txt": "Sale!"}),
+]
+
+
+@pytest.mark.parametrize(("label", "over"), TEST_SMS_CASES, ids=[c[0] for c in TEST_SMS_CASES])
+def test_textinghouse_999_content_not_checked(sims, http_session, receiver, label, over):  # noqa: F811
+    th = sims.textinghouse
+    th.dlr_url = receiver.url + "/dlr"
+    th.set_clock(SUNDAY_NOON)
+    th.account().credit = 0  # not charged: works without credit
+    resp = http_session.post(th.url + TH_PATH, data=th_fields(to="999", climsgid="t-1", **over))
+    assert re.fullmatch(r"ID:[0-9a-f]{24}", resp.text), resp.text
+    api_id = resp.text[3:]
+    assert th.account().credit == 0 and th.message(api_id).cost == 0
+    assert th.retained() == []
+
+    def status(**by: str) -> str:
+        return http_session.post(th.url + TH_PATH, data={**AUTH, "cmd": "getstatus", **by}).text
+
+    assert wait_until(lambda: status(climsgid="t-1") == "3")
+    assert status(api_id=api_id) == "3"
+    th.wait_for_callbacks(2)
+    receipts = [json.loads(c["body"]) for c in receiver.calls]
+    assert receipts[-1] == {"apimsgid": api_id, "climsgid": "t-1", "status": "3"}
+
+
+def test_textinghouse_999_still_needs_its_parameters(sims, http_session):  # noqa: F811
+    th = sims.textinghouse
+    send = th.url + TH_PATH
+    assert http_session.post(send, data=th_fields(to="999", txt=None)).text == E100
+    assert http_session.post(send, data=th_fields(to="999", iscom="maybe")).text == E100
+    assert http_session.post(send, data=th_fields(to="999", pass_="x")).text == E101
+
+
+# ----------------------------------------------------------------------------- TextingHouse slots
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=UTC)
+
+
+FR_MOBILE, NY = "33612345678", "12125551234"
+RETAIN_CASES = [
+    # (label, the provider's clock, recipient, commercial, retained until (UTC) or None)
+    ("sunday noon", SUNDAY_NOON, FR_MOBILE, True, utc(2026, 11, 23, 7)),  # Mon 08:00 Paris
+    ("christmas (friday)", utc(2026, 12, 25, 9), FR_MOBILE, True, utc(2026, 12, 26, 9)),
+    ("saturday 15:00", utc(2026, 11, 28, 14), FR_MOBILE, True, utc(2026, 11, 30, 7)),
+    ("saturday 14:59", utc(2026, 11, 28, 13, 59), FR_MOBILE, True, None),
+    ("saturday 09:59", utc(2026, 11, 28, 8, 59), FR_MOBILE, True, utc(2026, 11, 28, 9)),
+    ("tuesday 20:00", utc(2026, 11, 24, 19), FR_MOBILE, True, utc(2026, 11, 25, 7)),
+    ("tuesday 07:30", utc(2026, 11, 24, 6, 30), FR_MOBILE, True, utc(2026, 11, 24, 7)),
+    ("tuesday noon", utc(2026, 11, 24, 11), FR_MOBILE, True, None),
+    ("summer time", utc(2026, 7, 4, 13, 30), FR_MOBILE, True, utc(2026, 7, 6, 6)),  # Sat 15:30
+    # the recipient's local time decides: 13:00 in Paris is 07:00 in New York
+    ("new york 07:00", utc(2026, 11, 23, 12), NY, True, utc(2026, 11, 23, 13)),
+    ("paris 13:00", utc(2026, 11, 23, 12), FR_MOBILE, True, None),
+    ("us holiday", utc(2026, 11, 26, 15), NY, True, utc(2026, 11, 27, 13)),  # Thanksgiving
+    ("not commercial", SUNDAY_NOON, FR_MOBILE, False, None),
+]
+
+
+@pytest.mark.parametrize("case", RETAIN_CASES, ids=[c[0] for c in RETAIN_CASES])
+def test_textinghouse_commercial_retained_outside_slots(sims, http_session, receiver, case):  # noqa: F811
+    _, now, to, commercial, until = case
+    th = sims.textinghouse
+    th.dlr_url = receiver.url + "/dlr"
+    th.dlr_delay = 0.02
+    th.set_clock(now)
+    txt = "Sale! STOP sms-s.top" if commercial else "Your code is 1234"
+    fields = th_fields(to=to, txt=txt, iscom="Y" if commercial else "N", climsgid="c-1")
+    resp = http_session.post(th.url + TH_PATH, data=fields)
+    assert resp.text.startswith("ID:")  # accepted and billed either way
+    api_id = resp.text[3:]
+    msg = th.message(api_id)
+    assert th.account().credit == 999
+    assert msg.retained_until == until
+    if until is None:
+        assert th.retained() == []
+        assert wait_until(lambda: th.message(api_id).status == 3)
+        return
+    assert th.retained() == [msg] and th.retained(pending=True) == [msg]
+    status = {**AUTH, "cmd": "getstatus", "api_id": api_id}
+    time.sleep(0.1)  # five times the receipt delay: still processing, no receipt
+    assert http_session.post(th.url + TH_PATH, data=status).text == "0"
+    assert receiver.calls == [] and th.callbacks == []
+    th.set_clock(until - dt.timedelta(minutes=1))
+    time.sleep(0.05)
+    assert http_session.post(th.url + TH_PATH, data=status).text == "0"
+    th.set_clock(until)  # the next working hour: sent, then its receipts
+    assert wait_until(lambda: http_session.post(th.url + TH_PATH, data=status).text == "3")
+    assert th.retained(pending=True) == [] and th.retained() == [msg]
+    assert [s for _, s in msg.history] == [0, 1, 3]
+    assert all(at >= until.timestamp() for at, s in msg.history if s != 0)
+    assert len(th.wait_for_callbacks(2)) == 2
+    assert [json.loads(c["body"])["status"] for c in receiver.calls] == ["1", "3"]
+
+
+def test_textinghouse_retained_message_released_as_the_clock_runs(sims, http_session):  # noqa: F811
+    th = sims.textinghouse
+    th.set_clock(SUNDAY_NOON)
+    fields = th_fields(iscom="Y", txt="Sale! STOP sms-s.top")
+    api_id = http_session.post(th.url + TH_PATH, data=fields).text[3:]
+    opens = th.message(api_id).retained_until
+    assert opens == utc(2026, 11, 23, 7)
+    th.set_clock(opens - dt.timedelta(seconds=0.3))  # not yet: released when the clock gets there
+    assert th.message(api_id).status == 0
+    assert wait_until(lambda: th.message(api_id).status == 3, timeout=3)
+    assert th.message(api_id).history[1][0] >= opens.timestamp()
+
+
+def test_textinghouse_clock():
+    th_now = time.time()
+    with Simulators.start() as own:
+        th = own.textinghouse
+        assert abs(th.now() - th_now) < 5
+        th.set_clock(SUNDAY_NOON)
+        assert abs(th.now() - SUNDAY_NOON.timestamp()) < 1
+        th.advance_clock(3600)
+        assert abs((th.now_utc() - SUNDAY_NOON).total_seconds() - 3600) < 1
+        with pytest.raises(ValueError):
+            th.set_clock(dt.datetime(2026, 11, 22, 12))  # naive: which zone?
+        th.reset()
+        assert abs(th.now() - time.time()) < 1
+
+
+def test_commercial_hours_zones():
+    zones, region = hours.zones_and_region("33612345678")
+    assert ([str(z) for z in zones], region) == (["Europe/Paris"], "FR")
+    # numbers the library cannot place fall back to France (TextingHouse's country)
+    for unplaced in ("80012345678", "999", "33123"):
+        zones, region = hours.zones_and_region(unplaced)
+        assert ([str(z) for z in zones], region) == (["Europe/Paris"], "FR"), unplaced
+    # several zones: open only when it is open in all of them (an Australian mobile: from the
+    # Cocos Islands, UTC+6:30, to Lord Howe, UTC+11)
+    au = "61412345678"
+    assert {"Indian/Cocos", "Australia/Sydney"} <= {str(z) for z in hours.zones_and_region(au)[0]}
+    assert not hours.is_open(utc(2026, 11, 24, 0), au)  # 11:00 in Sydney, 06:30 on Cocos
+    assert hours.is_open(utc(2026, 11, 24, 3), au)  # 14:00 in Sydney, 09:30 on Cocos
+    assert hours.next_open(utc(2026, 11, 24, 0), au) == utc(2026, 11, 24, 1, 30)  # 08:00 Cocos
+
+
+# ----------------------------------------------------------------------------- GT IP block
+
+
+def test_grouptexting_breaking_the_limit_blocks_the_address(sims, http_session):  # noqa: F811
+    gt = sims.grouptexting
+    assert gt.block_seconds == 60  # the default
+    gt.block_seconds = 0.5
+    gt.rate_limit_window = 0.2  # over before the block is: the block alone refuses
+    assert _parallel_gt_sends(gt, 3) == [200, 200, 503]
+    [block] = gt.blocks
+    assert (block.address, block.seconds) == ("127.0.0.1", 0.5)
+    assert gt.blocked("127.0.0.1") and not gt.blocked("192.0.2.1")
+    # during the block every request gets 503 and is not processed, one connection or not
+    time.sleep(0.05)
+    for _ in range(3):
+        resp = http_session.post(gt.url + "/api/sending", data=gt_fields())
+        assert (resp.status_code, resp.text) == (503, "Service Unavailable")
+    check = http_session.get(gt.url + "/api/credits/check/", params=AUTH)
+    assert check.status_code == 503
+    assert [r.fault for r in gt.requests[-4:]] == ["blocked"] * 4
+    assert len(gt.messages) == 2 and gt.account().credit == 998
+    assert len(gt.blocks) == 1  # refused while blocked: not a new block
+    time.sleep(0.5)
+    assert not gt.blocked()
+    assert http_session.post(gt.url + "/api/sending", data=gt_fields()).text == "1"
+    assert len(gt.blocks) == 1
+
+
+def test_grouptexting_unblock_and_no_block(sims, http_session):  # noqa: F811
+    gt = sims.grouptexting
+    gt.rate_limit_window = 0.2
+    assert _parallel_gt_sends(gt, 3) == [200, 200, 503]
+    assert gt.blocked()
+    time.sleep(0.25)  # the window is over, the block is not
+    assert http_session.post(gt.url + "/api/sending", data=gt_fields()).status_code == 503
+    gt.unblock()
+    assert http_session.post(gt.url + "/api/sending", data=gt_fields()).text == "1"
+    assert gt.blocks == type(gt.blocks)([Block("127.0.0.1", gt.blocks[0].at, 60)])
+    gt.reset()
+    gt.block_seconds = 0  # the 503 alone
+    assert _parallel_gt_sends(gt, 3) == [200, 200, 503]
+    assert list(gt.blocks) == [] and not gt.blocked()
+
+
+def test_grouptexting_one_client_is_never_blocked(sims, http_session):  # noqa: F811
+    gt = sims.grouptexting
+    for _ in range(30):
+        assert http_session.post(gt.url + "/api/sending", data=gt_fields()).text == "1"
+    assert list(gt.blocks) == []
+
+
+# ----------------------------------------------------------------------------- reply rules
+
+REPLY_CASES = [
+    # (label, simulator, kind, reply, HTTP status, violations (substrings), in order)
+    ("gt: ok", "grouptexting", "keyword", "Welcome! Reply STOP to quit.", 200, []),
+    ("gt: empty reply", "grouptexting", "keyword", "", 200, []),
+    ("gt: 160 weighted", "grouptexting", "keyword", "@" * 80, 200, []),
+    ("gt: CRLF counts 2", "grouptexting", "inbox", "a" * 158 + "\r\n", 200, []),
+    ("gt: 161 weighted", "grouptexting", "keyword", "@" * 80 + "a", 200, ["counts 161"]),
+    ("gt: quote", "grouptexting", "keyword", "it's on", 200, ["outside the allowed"]),
+    ("gt: accent", "grouptexting", "inbox", "café", 200, ["outside the allowed"]),
+    ("gt: inbox too long", "grouptexting", "inbox", "x" * 161, 200, ["counts 161"]),
+    ("gt: HTTP 500", "grouptexting", "keyword", "oops", 500, ["HTTP 500, not 200 OK"]),
+    ("gt: HTTP 204", "grouptexting", "inbox", "", 204, ["HTTP 204, not 200 OK"]),
+    ("ct: 130", "clubtexting", "keyword", "x" * 130, 200, []),
+    ("ct: 131", "clubtexting", "keyword", "x" * 131, 200, ["131 characters, max 130"]),
+    ("ct: quotes allowed in a reply", "clubtexting", "keyword", 'it\'s "on"', 200, []),
+    ("ct: HTTP 500 not a documented rule", "clubtexting", "keyword", "oops", 500, []),
+    ("ct: inbox has no reply rule", "clubtexting", "inbox", "x" * 200, 200, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "name", "kind", "reply", "status", "expected"),
+    REPLY_CASES,
+    ids=[c[0] for c in REPLY_CASES],
+)
+def test_reply_rules_recorded(sims, receiver, label, name, kind, reply, status, expected):  # noqa: F811
+    sim = sims.by_name[name]
+    sim.keyword_url, sim.inbox_url = receiver.url + "/kw", receiver.url + "/inbox"
+    receiver.reply, receiver.status = reply, status
+    sim.inject_keyword() if kind == "keyword" else sim.inject_inbox()
+    [record] = sim.callbacks
+    assert record.kind == kind and record.status == status
+    assert len(record.violations) == len(expected), record.violations
+    for violation, part in zip(record.violations, expected, strict=True):
+        assert part in violation
+
+
+@pytest.mark.parametrize("name", ["clubtexting", "grouptexting"])
+def test_reply_deadline(sims, receiver, name):  # noqa: F811
+    sim = sims.by_name[name]
+    sim.keyword_url = receiver.url + "/kw"
+    assert sim.reply_deadline == 60  # the documents' limit
+    sim.reply_deadline = 0.1
+    receiver.delay = 0.15
+    sim.inject_keyword()
+    assert "not within 0.1 s" in sim.callbacks[-1].violations[0]
+    receiver.delay = 0
+    sim.inject_keyword()
+    assert sim.callbacks[-1].violations == ()
+    sim.keyword_url = unused_url()  # no answer at all: abandoned
+    sim.inject_keyword()
+    assert sim.callbacks[-1].status is None
+    assert sim.callbacks[-1].violations[0].startswith("no answer: abandoned")
+
+
+def test_textinghouse_callbacks_have_no_reply_rules(sims, http_session, receiver):  # noqa: F811
+    th = sims.textinghouse
+    th.dlr_url = th.mo_url = receiver.url
+    receiver.reply, receiver.status = "x" * 500 + "'", 500  # "The response body is not processed"
+    http_session.post(th.url + TH_PATH, data=th_fields())
+    th.inject_mo()
+    assert all(c.violations == () for c in th.wait_for_callbacks(3))
+
+
+# ----------------------------------------------------------------------------- HTTP layer
+
+
+@pytest.mark.parametrize("name", ["clubtexting", "grouptexting", "textinghouse"])
+def test_unreadable_request_line_is_not_echoed(sims, name):  # noqa: F811
+    sim = sims.by_name[name]
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as sock:
+        sock.sendall(b"GET /x?user=u&pass=PASSWORD y HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(4096):
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"PASSWORD" not in raw
+    assert sim.requests == []
+
+
+def test_expect_100_continue_answered_before_the_body(sims):  # noqa: F811
+    """.NET's WebRequest (the documents' C# examples) waits for "100 Continue"."""
+    ct = sims.clubtexting
+    body = urllib.parse.urlencode(ct_fields()).encode()
+    with socket.create_connection(("127.0.0.1", ct.port), timeout=2) as sock:
+        sock.sendall(
+            f"POST {CT_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            f"\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert (response.status, response.read()) == (200, b"1")

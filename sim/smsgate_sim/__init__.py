@@ -9,9 +9,13 @@ Independent of the ``smsgate`` package on purpose: it models the providers, not 
     sim.set_fault("drop" | "hang" | "slow" | "reset" | "http_500" | "http_503" | "garbage",
                   rate=1.0, delay=None, count=None) / sim.clear_faults()
     sim.force_answer(body, status=200, times=1)
+    sim.set_clock(datetime) / .advance_clock(seconds) / .now()   (the provider's clock)
     sims.grouptexting.global_opt_out(number) / .rate_limit_enabled / .keyword_config(kw)
+    sims.grouptexting.block_seconds / .blocks / .blocked(address) / .unblock()
     sims.textinghouse.set_number_outcome(number, 4) / .dlr_url / .mo_url / .inject_mo(...)
+    sims.textinghouse.retained() / .processing_error() / account().allowed_ips = {...}
     sims.clubtexting.inject_keyword(...) / .inject_inbox(...)   (also Group Texting)
+    sim.callbacks[i].violations   (keyword / inbox replies against the documented rules)
     sims.reset(); sims.stop()
 
 Pytest: ``pytest_plugins = ["smsgate_sim.pytest_plugin"]`` -> fixtures ``simulators``, ``sims``.
@@ -20,7 +24,7 @@ Pytest: ``pytest_plugins = ["smsgate_sim.pytest_plugin"]`` -> fixtures ``simulat
 from __future__ import annotations
 
 from .clubtexting import ClubTextingSim
-from .grouptexting import GroupTextingSim, KeywordConfig
+from .grouptexting import Block, GroupTextingSim, KeywordConfig
 from .server import (
     DEFAULT_CREDIT,
     DEFAULT_PASSWORD,
@@ -31,6 +35,7 @@ from .server import (
     ProviderSim,
     RecordedRequest,
     SentMessage,
+    php_form,
     unused_url,
 )
 from .simulators import Simulators
@@ -42,6 +47,7 @@ __all__ = [
     "DEFAULT_USER",
     "FAULT_MODES",
     "Account",
+    "Block",
     "CallbackRecord",
     "ClubTextingSim",
     "GroupTextingSim",
@@ -52,5 +58,6 @@ __all__ = [
     "Simulators",
     "THMessage",
     "TextingHouseSim",
+    "php_form",
     "unused_url",
 ]

@@ -3,8 +3,12 @@
 Answers: ``1`` sent, ``-1`` bad user/pass, ``-2`` credit limit, ``-5`` local opt-out,
 ``-7`` invalid message (> 130 characters, or ``'``/``"`` in message or subject),
 ``-10`` unknown error. Field names in any case (the seed's table capitalises them, its
-examples do not). Checks run in that order: auth, missing fields / malformed number or
-express (-10), message (-7), opt-out (-5), credit (-2).
+examples do not), as PHP reads them (``php_form``: a leading space dropped). Checks run in that
+order: auth, missing fields / malformed number or express (-10), message (-7), opt-out (-5),
+credit (-2).
+
+Keyword callbacks: the app's answer is the SMS reply; its rules (130 characters, sub 60 s) are
+checked and a breach recorded on the ``CallbackRecord``'s ``violations``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ def message_problem(subject: str, message: str) -> str | None:
 
 class ClubTextingSim(InboundSim):
     name = "clubtexting"
+
+    def _reply_violations(
+        self, kind: str, status: int | None, body: str, elapsed: float
+    ) -> tuple[str, ...]:
+        # Club Texting API, Receiving SMS Messages Via API, "Response To The Server": the
+        # keyword reply is plain text, max 130 characters, given sub 60 seconds or abandoned.
+        # The quotes rule is written for the send API's Message parameter only (and its -7
+        # answer), so a reply may hold quotes. Inbox forwarding documents no reply at all.
+        if kind != "keyword":
+            return ()
+        problems = self._deadline_violations(status, body, elapsed)
+        if status is not None and 200 <= status < 300 and len(body) > MAX_MESSAGE:
+            problems.append(f"reply is {len(body)} characters, max {MAX_MESSAGE}")
+        return tuple(problems)
 
     def _process(self, req: Request) -> Answer:
         if req.path.rstrip("/") != SEND_PATH:

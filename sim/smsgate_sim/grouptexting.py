@@ -1,11 +1,18 @@
 """Group Texting (seed 001): sending, credit check, keyword check / rent / setup, buying credits.
 
-Field names in any case. Paths with or without the trailing slash. Answers are bare codes in a
+Field names in any case, as PHP reads them (``php_form``: a leading space dropped, as in the
+seed's C# example). Paths with or without the trailing slash. Answers are bare codes in a
 text/plain body; HTTP 503 when the client breaks the connection limit ("no more than 2
-simultaneous HTTP connections per second"), the request then not processed.
+simultaneous HTTP connections per second"), the request then not processed, and the client's
+address blocked for ``block_seconds`` ("To avoid having your IP blocked"): every request from it
+gets 503, unprocessed, until the block ends. ``blocks`` records each block.
 
 Send checks, in order: auth (-1), missing field (-10), number not 10 digits (-106), subject or
 message (-7), global opt-out (-104), local opt-out (-5), credit (-2).
+
+Keyword and inbox callbacks: the app's answer is checked against the documented reply rules
+(200 OK within 60 s; at most 160 characters, some counting 2; only the listed characters) and a
+breach recorded on the ``CallbackRecord``'s ``violations``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import datetime as dt
 import re
 import time
 import urllib.parse
+from collections import deque
 from dataclasses import dataclass
 
 from .server import (
@@ -65,6 +73,9 @@ _KEYWORD = re.compile(r"[A-Za-z0-9]{1,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
 SERVICE_UNAVAILABLE = "Service Unavailable"
+# How long an address stays blocked once it broke the connection limit: the document warns of
+# the block ("To avoid having your IP blocked") without saying for how long.
+BLOCK_SECONDS = 60.0
 
 
 def weighted_length(text: str) -> int:
@@ -134,6 +145,16 @@ def card_declined(f: dict[str, str], today: dt.date | None = None) -> str | None
     return None
 
 
+@dataclass(frozen=True)
+class Block:
+    """Group Texting blocked ``address`` (it broke the connection limit) at ``at`` (epoch
+    seconds) for ``seconds``."""
+
+    address: str
+    at: float
+    seconds: float
+
+
 @dataclass
 class KeywordConfig:
     keyword: str
@@ -156,6 +177,10 @@ class GroupTextingSim(InboundSim):
         self.rate_limit_window = 1.0
         self._recent: dict[int, float] = {}  # connection id -> when it last sent a request
         self._in_flight: dict[int, int] = {}
+        # Breaking the limit blocks the address (0: answer 503 only, no block).
+        self.block_seconds = BLOCK_SECONDS
+        self.blocks: deque[Block] = deque(maxlen=self.record_limit)
+        self._blocked_until: dict[str, float] = {}  # address -> time.monotonic() deadline
 
     # ------------------------------------------------------------------ test controls
 
@@ -171,25 +196,47 @@ class GroupTextingSim(InboundSim):
 
     def keyword_config(self, keyword: str, user: str | None = None) -> KeywordConfig:
         with self._lock:
-            return self.account(user).keywords[keyword.upper()]
+            config: KeywordConfig = self.account(user).keywords[keyword.upper()]
+            return config
+
+    def blocked(self, address: str = "127.0.0.1") -> bool:
+        """Is ``address`` blocked now?"""
+        with self._lock:
+            return time.monotonic() < self._blocked_until.get(address, 0.0)
+
+    def unblock(self) -> None:
+        """End every block now (``blocks`` keeps the record)."""
+        with self._lock:
+            self._blocked_until.clear()
 
     # ------------------------------------------------------------------ rate limit
 
-    def _admit(self, req: Request) -> Answer | None:
+    def _admit(self, req: Request) -> tuple[Answer, str] | None:
         conn = req.connection_id
         with self._lock:
             if self.rate_limit_enabled:
-                now = time.monotonic()
-                cutoff = now - self.rate_limit_window
-                recent = self._recent
-                for other in [c for c, seen in recent.items() if seen <= cutoff]:
-                    del recent[other]
-                busy = sum(1 for c, n in self._in_flight.items() if n > 0 and c != conn)
-                limit = self.rate_limit_connections
-                if (conn not in recent and len(recent) >= limit) or busy >= limit:
-                    return Answer(503, SERVICE_UNAVAILABLE)
-                recent[conn] = now
+                refused = self._limit(req, time.monotonic())
+                if refused is not None:
+                    return Answer(503, SERVICE_UNAVAILABLE), refused
             self._in_flight[conn] = self._in_flight.get(conn, 0) + 1
+        return None
+
+    def _limit(self, req: Request, now: float) -> str | None:
+        """Why the request is refused ("blocked", "rate_limited"), or None to admit it."""
+        if now < self._blocked_until.get(req.client, 0.0):
+            return "blocked"
+        conn = req.connection_id
+        recent = self._recent
+        for other in [c for c, seen in recent.items() if seen <= now - self.rate_limit_window]:
+            del recent[other]
+        busy = sum(1 for c, n in self._in_flight.items() if n > 0 and c != conn)
+        limit = self.rate_limit_connections
+        if (conn not in recent and len(recent) >= limit) or busy >= limit:
+            if self.block_seconds > 0:
+                self._blocked_until[req.client] = now + self.block_seconds
+                self.blocks.append(Block(req.client, time.time(), self.block_seconds))
+            return "rate_limited"
+        recent[conn] = now
         return None
 
     def _release(self, req: Request) -> None:
@@ -199,6 +246,29 @@ class GroupTextingSim(InboundSim):
                 self._in_flight[req.connection_id] = n
             else:
                 self._in_flight.pop(req.connection_id, None)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _reply_violations(
+        self, kind: str, status: int | None, body: str, elapsed: float
+    ) -> tuple[str, ...]:
+        # Group Texting API, Receiving Keyword Submissions / Receiving Inbox Message Replies:
+        # "respond with a 200 OK Status within 60 seconds or it will be abandoned"; the reply
+        # (max 160 characters) is sent back as an SMS, so the list of allowed characters and the
+        # characters that count two apply to it.
+        if kind not in ("keyword", "inbox"):
+            return ()
+        problems = self._deadline_violations(status, body, elapsed)
+        if status is not None and status != 200:
+            problems.append(f"HTTP {status}, not 200 OK")
+        elif status == 200:
+            length = weighted_length(body)
+            if length > MAX_LENGTH:
+                problems.append(f"reply counts {length} characters, max {MAX_LENGTH}")
+            bad = invalid_chars(body)
+            if bad:
+                problems.append(f"reply has characters outside the allowed list: {bad}")
+        return tuple(problems)
 
     # ------------------------------------------------------------------ routing
 

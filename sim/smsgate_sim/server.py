@@ -2,13 +2,15 @@
 
 One ``ThreadingHTTPServer`` per provider: HTTP/1.1 keep-alive, Nagle off and buffered writes
 (one flush per response, DESIGN §5), accepted connections counted, every request recorded,
-accounts, injected faults and forced answers. A provider subclass only implements
-``_process(request) -> Answer`` (and ``_init_state`` for its own state).
+accounts, injected faults and forced answers, and a clock a test can move. Urlencoded fields
+are read the way the providers' PHP servers read them (``php_form``). A provider subclass only
+implements ``_process(request) -> Answer`` (and ``_init_state`` for its own state).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.server
 import itertools
 import json
@@ -24,10 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from requests import Session  # annotations: in ProviderSim, "requests" is a property
 
 DEFAULT_USER = "smsgate"
 DEFAULT_PASSWORD = "local-secret"
 DEFAULT_CREDIT = 1000
+
+# "sub 60 seconds" (Club Texting API, Receiving SMS Messages, Response To The Server) and "within
+# 60 seconds" (Group Texting API, Receiving Inbox Message Replies): the app's answer to a callback.
+REPLY_DEADLINE = 60.0
 
 FAULT_MODES = ("slow", "hang", "drop", "reset", "http_500", "http_503", "garbage")
 _DEFAULT_DELAY = {"slow": 1.0, "hang": 30.0}
@@ -55,9 +62,11 @@ _HTML_GARBAGE = (
 class RecordedRequest:
     """One request as the simulator received it, and what it answered.
 
+    ``fields`` are the names as the provider's PHP reads them (``php_form``), case kept.
     ``status`` 0 means no answer was sent (``hang``/``drop`` faults); ``body`` then holds the
     answer the provider computed but never sent. ``fault`` names the fault or special path
-    that produced the answer (``forced``, ``rate_limited``, a fault mode) or is None.
+    that produced the answer (``forced``, ``rate_limited``, ``blocked``, a fault mode) or is
+    None. ``client`` is the address the request came from.
     """
 
     method: str
@@ -69,6 +78,7 @@ class RecordedRequest:
     status: int
     body: str
     fault: str | None = None
+    client: str = ""
 
     def field(self, name: str, default: str | None = None) -> str | None:
         """A field by name, any case (exact-case match preferred)."""
@@ -83,7 +93,11 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class CallbackRecord:
-    """One call the simulator made to the application (DLR, MO, keyword, inbox)."""
+    """One call the simulator made to the application (DLR, MO, keyword, inbox).
+
+    ``violations``: the provider's documented rules the app's answer broke (Club Texting and
+    Group Texting check their keyword / inbox reply rules), empty when it kept them.
+    """
 
     kind: str
     method: str
@@ -93,6 +107,8 @@ class CallbackRecord:
     body: str
     error: str | None
     at: float
+    elapsed: float = 0.0  # seconds until the answer (or the error)
+    violations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +123,8 @@ class Account:
     min_purchase_declined: bool = False
     # Group Texting: accepted credit purchases and keyword rentals (card data masked).
     purchases: list[dict[str, str]] = field(default_factory=list)
+    # TextingHouse: the "IP lock" (TextingHouse API §4.1); None: any address may use the account.
+    allowed_ips: set[str] | None = None
 
 
 @dataclass
@@ -136,6 +154,7 @@ class Request:
     headers: dict[str, str]
     connection_id: int
     at: float
+    client: str = ""  # the client's IP address
 
     @property
     def fields(self) -> dict[str, str]:
@@ -161,22 +180,37 @@ def digits_only(number: str) -> str:
     return "".join(ch for ch in str(number) if ch.isdigit())
 
 
+def php_name(name: str) -> str:
+    """A parameter name as PHP registers it in ``$_GET``/``$_POST``: leading spaces dropped,
+    other spaces and dots turned into underscores (" phonenumber" -> "phonenumber", "a.b" ->
+    "a_b"). Only a space is dropped, not a line break or a tab. PHP's ``name[]`` arrays are left
+    out: no document uses them."""
+    return name.lstrip(" ").replace(" ", "_").replace(".", "_")
+
+
+def php_form(text: str) -> dict[str, str]:
+    """An urlencoded query string or body as the providers' PHP reads it: pairs split on "&"
+    and the first "=", both sides url-decoded ("+" is a space), names as ``php_name`` (a name
+    left empty is dropped), values untouched, spaces kept; a later duplicate wins and a name
+    without "=" has the value ""."""
+    fields: dict[str, str] = {}
+    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")
+    for name, value in pairs:
+        key = php_name(name)
+        if key:
+            fields[key] = value
+    return fields
+
+
 def _parse_fields(
     query: str, body: bytes, content_type: str
 ) -> tuple[dict[str, str], dict[str, str]]:
-    query_form = dict(
-        urllib.parse.parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
-    )
+    query_form = php_form(query)
     json_fields: dict[str, str] = {}
     ctype = content_type.split(";", 1)[0].strip().lower()
     if body:
         if ctype in ("", "application/x-www-form-urlencoded"):
-            text = body.decode("utf-8", "replace")
-            query_form.update(
-                urllib.parse.parse_qsl(
-                    text, keep_blank_values=True, encoding="utf-8", errors="replace"
-                )
-            )
+            query_form.update(php_form(body.decode("utf-8", "replace")))
         elif ctype == "application/json" or ctype.endswith("+json"):
             try:
                 data = json.loads(body.decode("utf-8", "replace"))
@@ -198,7 +232,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.sim.idle_timeout
+        self.timeout = self.server.sim.idle_timeout  # type: ignore[misc]
         super().setup()
         self.connection_id = self.server.connection_id(self.request)
 
@@ -232,6 +266,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: a test tool logs nothing (no credentials, no phone numbers)."""
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """An unreadable request (400, 414...): the standard reason phrase and page, as Apache,
+        never the request line echoed back (it may hold a query string's credentials)."""
+        super().send_error(code, None, explain)
+
+    def handle_expect_100(self) -> bool:
+        """Send "100 Continue" at once: the documents' C# examples (.NET WebRequest) send
+        ``Expect: 100-continue`` and wait for it before the body; writes are buffered."""
+        accepted = super().handle_expect_100()
+        self.wfile.flush()
+        return accepted
+
     def do_GET(self) -> None:
         self._dispatch()
 
@@ -240,7 +286,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 line = self.rfile.readline(65537)
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
@@ -279,6 +325,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             headers=dict(self.headers.items()),
             connection_id=self.connection_id,
             at=at,
+            client=str(self.client_address[0]),
         )
         answer, linger = sim._serve(req)
         if answer is None:  # hang / drop: no answer, close the connection
@@ -444,6 +491,7 @@ class ProviderSim:
         self._in_flight_now = 0
         self.peak_in_flight = 0
         self.latency = 0.0  # seconds added to every answer (benchmarks: a provider's latency)
+        self._clock_offset = 0.0  # the provider's clock: real time until a test moves it
         self._faults: list[Fault] = []
         self._forced: list[list[Any]] = []
         self._rng = random.Random(self._seed)
@@ -459,6 +507,36 @@ class ProviderSim:
     def url(self) -> str:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ the provider's clock
+
+    def now(self) -> float:
+        """The provider's time, epoch seconds: real time, or from where ``set_clock`` /
+        ``advance_clock`` put it (it runs on from there). ``reset()`` puts it back."""
+        return time.time() + self._clock_offset
+
+    def now_utc(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
+
+    def set_clock(self, moment: dt.datetime | float) -> None:
+        """Move the provider's clock to ``moment`` (an aware datetime or epoch seconds)."""
+        if isinstance(moment, dt.datetime):
+            if moment.tzinfo is None:
+                raise ValueError("set_clock needs an aware datetime (e.g. tzinfo=UTC)")
+            at = moment.timestamp()
+        else:
+            at = float(moment)
+        with self._lock:
+            self._clock_offset = at - time.time()
+        self._clock_changed()
+
+    def advance_clock(self, seconds: float) -> None:
+        with self._lock:
+            self._clock_offset += seconds
+        self._clock_changed()
+
+    def _clock_changed(self) -> None:
+        """Called after a test moved the clock (subclasses: act on what is now due)."""
 
     # ------------------------------------------------------------------ observation
 
@@ -623,9 +701,10 @@ class ProviderSim:
             self._record(req, answer.status, answer.body, "forced")
             return answer, 0.0
 
-        limited = self._admit(req)
-        if limited is not None:
-            self._record(req, limited.status, limited.body, "rate_limited")
+        refused = self._admit(req)
+        if refused is not None:
+            limited, why = refused
+            self._record(req, limited.status, limited.body, why)
             return limited, 0.0
         try:
             fault = self._pick_fault(connect=False)
@@ -656,8 +735,9 @@ class ProviderSim:
             self._note_error(traceback.format_exc())
             return Answer(500, _HTML_500, "text/html; charset=iso-8859-1")
 
-    def _admit(self, req: Request) -> Answer | None:
-        """Rate limiting hook: an answer to refuse the request unprocessed, or None."""
+    def _admit(self, req: Request) -> tuple[Answer, str] | None:
+        """Rate limiting hook: (an answer refusing the request unprocessed, the name recorded as
+        its ``fault``), or None to admit it."""
         return None
 
     def _release(self, req: Request) -> None:
@@ -677,6 +757,7 @@ class ProviderSim:
             status=status,
             body=body,
             fault=fault,
+            client=req.client,
         )
         with self._lock:
             self._requests.append(record)
@@ -689,7 +770,7 @@ class ProviderSim:
     # ------------------------------------------------------------------ calling the app
 
     @staticmethod
-    def _new_session() -> requests.Session:
+    def _new_session() -> Session:
         session = requests.Session()
         session.trust_env = False  # never route the app's local URLs through a proxy
         return session
@@ -702,7 +783,7 @@ class ProviderSim:
         method: str = "GET",
         params: dict[str, str] | None = None,
         json_body: dict[str, str] | None = None,
-        session: requests.Session | None = None,
+        session: Session | None = None,
         generation: int | None = None,
     ) -> tuple[int | None, str]:
         """Make one callback; record and return (HTTP status or None, body or error text)."""
@@ -713,6 +794,7 @@ class ProviderSim:
         status: int | None = None
         body = ""
         error = None
+        started = time.monotonic()
         try:
             if json_body is not None:
                 resp = session.request(method, url, json=json_body, timeout=self.callback_timeout)
@@ -727,12 +809,21 @@ class ProviderSim:
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"
             body = error
+        elapsed = time.monotonic() - started
+        violations = self._reply_violations(kind, status, body, elapsed)
+        record = CallbackRecord(
+            kind, method, url, payload, status, body, error, time.time(), elapsed, violations
+        )
         with self._lock:
             if generation is None or generation == self._generation:
-                self._callbacks.append(
-                    CallbackRecord(kind, method, url, payload, status, body, error, time.time())
-                )
+                self._callbacks.append(record)
         return status, body
+
+    def _reply_violations(
+        self, kind: str, status: int | None, body: str, elapsed: float
+    ) -> tuple[str, ...]:
+        """The provider's documented rules the app's answer to a callback broke (subclasses)."""
+        return ()
 
 
 _HTML_404 = (
@@ -775,6 +866,16 @@ class InboundSim(ProviderSim):
         super()._reset_common()
         self.keyword_url, self.inbox_url = self._default_urls
         self._messages: deque[SentMessage] = deque(maxlen=self.record_limit)
+        # The documents' limit for the app's answer; a test may shorten it.
+        self.reply_deadline = REPLY_DEADLINE
+
+    def _deadline_violations(self, status: int | None, body: str, elapsed: float) -> list[str]:
+        """An answer that never came, or came too late, is abandoned by the provider."""
+        if status is None:
+            return [f"no answer: abandoned ({body})"]
+        if elapsed >= self.reply_deadline:
+            return [f"answered after {elapsed:.2f} s, not within {self.reply_deadline:g} s"]
+        return []
 
     @property
     def messages(self) -> list[SentMessage]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 from .clubtexting import ClubTextingSim
 from .grouptexting import GroupTextingSim
@@ -52,7 +53,7 @@ class Simulators:
         The URLs given here are the defaults ``reset()`` restores.
         """
         ports = ports or {}
-        common = {"seed": seed, "record_limit": record_limit}
+        common: dict[str, Any] = {"seed": seed, "record_limit": record_limit}
         unknown = set(ports) - set(NAMES)
         if unknown:
             raise ValueError(f"unknown simulator names in ports: {sorted(unknown)}")

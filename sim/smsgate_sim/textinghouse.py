@@ -2,14 +2,25 @@
 getcredit; status (DLR) and MO callbacks as JSON POSTs.
 
 Parameter names are case sensitive (a wrong-case name is a missing parameter, ``ERR: 100``).
-Parameters come from the query string, an urlencoded body or a JSON object body (the seed's
-axios example posts JSON). Answers are plain text: ``ID:<api_id>``, a bare status code, a bare
-credit, or ``ERR: <code> | <text>``.
+Parameters come from the query string, an urlencoded body (names as PHP reads them,
+``php_form``) or a JSON object body (the seed's axios example posts JSON). Answers are plain
+text: ``ID:<api_id>``, a bare status code, a bare credit, or ``ERR: <code> | <text>``.
 
-sendsms checks, in order: missing (100), auth (101), values (300: ``to`` not 3-15 digits,
-``climsgid`` > 32, ``from`` not 1-11 of [A-Za-z0-9], ``iscom`` not Y/N, a character outside the
-seed's pattern + GSM 03.38), commercial without ``STOP sms-s.top`` at the end (400), flood
-(350: same text to the same number accepted less than 10 s ago), credit (104).
+Every command: missing user/pass (100), auth (101: user, password, or the account's IP lock,
+``Account.allowed_ips``), missing or unknown ``cmd`` (100).
+
+sendsms checks, in order: missing (100), values (100: ``to`` not 3-15 digits, ``iscom`` not
+Y/N, ``climsgid`` > 32, a character outside the seed's pattern + GSM 03.38), commercial without
+``STOP sms-s.top`` at the end (400), flood (350: same text to the same number accepted less than
+10 s ago), credit (104). A ``from`` outside the rules is replaced, the message sent. The test
+number 999 is free, its text not checked. ``ERR: 300`` (a processing error) only comes from
+``processing_error()``.
+
+A commercial message received outside the time slots (``hours``, in the recipient's local time
+on the provider's clock, ``set_clock``) is retained: accepted and billed, status 0 until
+``retained_until``, then sent (receipts after that). ``retained()`` lists them.
+
+Sections (§) are those of the TextingHouse API document (API SMS PRO Documentation).
 """
 
 from __future__ import annotations
@@ -25,10 +36,17 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import gsm
-from .server import Answer, ProviderSim, Request, format_number, not_found
+from . import gsm, hours
+from .server import Account, Answer, ProviderSim, Request, format_number, not_found
 
 SEND_PATH = "/http/v1/do"
+# The test number (TextingHouse API §4.8). "Subject to authentication as for sending a standard
+# SMS" and handled "in the same way as standard SMS": auth and IP lock, the mandatory
+# parameters, iscom Y/N, climsgid, the flood rule, an ID, getstatus and a "delivered" (3)
+# receipt. "Not charged": the credit is unchanged (and may be 0). "The content of the test SMS
+# is free and not taken into account": no check of its characters or length, no STOP mention
+# for iscom=Y. It is "not delivered to an operator", so no recipient's time slot applies
+# either: a commercial test SMS is never retained.
 TEST_NUMBER = "999"
 STOP_MENTION = "STOP sms-s.top"
 ERRORS = {
@@ -46,6 +64,7 @@ FINAL_STATUSES = frozenset({3, 4, 5, 6, 7, 20})
 OUTCOMES = FINAL_STATUSES | {0, 1}
 DELIVERED = 3
 PROHIBITED = 7
+_RELEASE = -1  # a scheduled item that releases a retained message instead of setting a status
 _TO = re.compile(r"[0-9]{3,15}")
 _FROM = re.compile(r"[A-Za-z0-9]{1,11}")
 
@@ -67,9 +86,15 @@ class THMessage:
     iscom: bool
     parts: int
     cost: float
-    at: float
+    at: float  # the provider's clock (``now()``), as the history's times
     status: int = 0
     history: list[tuple[float, int]] = field(default_factory=list)
+    # A commercial message received outside the time slots: when it is sent (TextingHouse
+    # API §4.3 "Time restrictions"); None for a message sent at once.
+    retained_until: dt.datetime | None = None
+    # The requested sender ID broke its rules, so TextingHouse sent with its own (``sender``
+    # is then "").
+    sender_replaced: bool = False
 
 
 class TextingHouseSim(ProviderSim):
@@ -108,6 +133,8 @@ class TextingHouseSim(ProviderSim):
         self._messages: dict[str, THMessage] = {}
         self._flood: dict[tuple[str, str, str], float] = {}
         self._outcomes: dict[str, int] = {}
+        self._held: set[str] = set()  # api_ids of retained messages not yet released
+        self.commercial_slots = hours.SLOTS
         with self._cond:
             self._heap.clear()
 
@@ -119,6 +146,23 @@ class TextingHouseSim(ProviderSim):
     def message(self, api_id: str) -> THMessage:
         with self._lock:
             return self._messages[api_id]
+
+    def retained(self, pending: bool = False) -> list[THMessage]:
+        """Commercial messages TextingHouse retained (received outside the time slots), oldest
+        first; ``pending``: only those not yet released. [] when the gateway never handed it a
+        commercial message outside the window."""
+        with self._lock:
+            return [
+                m
+                for m in self._messages.values()
+                if m.retained_until is not None and (not pending or m.api_id in self._held)
+            ]
+
+    def processing_error(self, times: int = 1) -> None:
+        """The next ``times`` requests get ``ERR: 300 | Error processing request``,
+        unprocessed: the document's processing error (TextingHouse API §5.2), a fault on
+        TextingHouse's side, which no request value causes."""
+        self.force_answer(error(300), times=times, path=SEND_PATH)
 
     def set_number_outcome(self, number: str, status: int) -> None:
         """Messages to ``number`` end in ``status`` (4, 5, 6, 7, 20; 0 or 1: never final)."""
@@ -132,7 +176,7 @@ class TextingHouseSim(ProviderSim):
         with self._lock:
             msg = self._messages[api_id]
             msg.status = status
-            msg.history.append((time.time(), status))
+            msg.history.append((self.now(), status))
 
     def send_dlr(self, api_id: str, status: int | None = None) -> tuple[int | None, str]:
         """POST a status callback for a message now (default: its current status); returns
@@ -231,11 +275,14 @@ class TextingHouseSim(ProviderSim):
         with self._lock:
             if generation != self._generation:
                 return
+            if status == _RELEASE:
+                self._release_retained(api_id)
+                return
             msg = self._messages.get(api_id)
             if msg is None or msg.status in FINAL_STATUSES:
                 return
             msg.status = status
-            msg.history.append((time.time(), status))
+            msg.history.append((self.now(), status))
             if self.dlr_url:
                 self._outbox.put((generation, self.dlr_url, self._dlr_payload(msg, status)))
 
@@ -259,6 +306,52 @@ class TextingHouseSim(ProviderSim):
             except Exception:  # never let the worker die
                 self._note_error(traceback.format_exc())
 
+    # ------------------------------------------------------------------ retention
+
+    def _retain(self, msg: THMessage) -> bool:
+        """Retain a commercial message received outside the time slots (TextingHouse API §4.3:
+        "retained and sent at the next working hour"); True if it was."""
+        now = self.now_utc()
+        opens = hours.next_open(now, msg.to, self.commercial_slots)
+        if opens <= now:
+            return False
+        msg.retained_until = opens
+        self._held.add(msg.api_id)
+        self._schedule(opens.timestamp() - self.now(), self._generation, msg.api_id, _RELEASE)
+        return True
+
+    def _release_retained(self, api_id: str) -> None:
+        """Send a retained message once the provider's clock reached its ``retained_until``
+        (a clock moved back: look again when it gets there)."""
+        msg = self._messages.get(api_id)
+        if msg is None or api_id not in self._held or msg.retained_until is None:
+            return
+        wait = msg.retained_until.timestamp() - self.now()
+        if wait > 0:
+            self._schedule(wait, self._generation, api_id, _RELEASE)
+            return
+        self._held.discard(api_id)
+        self._progress(msg)
+
+    def _clock_changed(self) -> None:
+        with self._lock:
+            for api_id in list(self._held):
+                self._release_retained(api_id)
+
+    def _progress(self, msg: THMessage) -> None:
+        """Schedule a sent message's statuses: 1 (sent) after half of ``dlr_delay``, then its
+        final status; each one with its receipt."""
+        if msg.to == TEST_NUMBER:
+            final = DELIVERED
+        elif msg.to in self._accounts[msg.user].opt_outs:
+            final = PROHIBITED
+        else:
+            final = self._outcomes.get(msg.to, DELIVERED)
+        if self.dlr_delay is not None and final != 0:
+            self._schedule(self.dlr_delay / 2, self._generation, msg.api_id, 1)
+            if final != 1:
+                self._schedule(self.dlr_delay, self._generation, msg.api_id, final)
+
     # ------------------------------------------------------------------ the API
 
     def _process(self, req: Request) -> Answer:
@@ -266,85 +359,80 @@ class TextingHouseSim(ProviderSim):
             return not_found()
         f = req.fields  # exact names only: "The parameters are case sensitive."
         with self._lock:
-            return Answer(body=self._command(f))
+            return Answer(body=self._command(req.client, f))
 
-    def _command(self, f: dict[str, str]) -> str:
+    def _command(self, client: str, f: dict[str, str]) -> str:
         user, password = f.get("user"), f.get("pass")
         if not user or password is None:
             return error(100)
         account = self._auth(user, password)
-        if account is None:
+        # "101 | Authentication failure: invalid username, password or IP address" (§4.3).
+        if account is None or not _ip_allowed(account, client):
             return error(101)
         cmd = f.get("cmd")
-        if not cmd:
-            return error(100)
         if cmd == "sendsms":
-            return self._sendsms(account.user, f)
+            return self._sendsms(account, f)
         if cmd == "getstatus":
             return self._getstatus(account.user, f)
         if cmd == "getcredit":
             return format_number(account.credit)
-        return error(300)
+        # §4.2 lists three commands and no code for another: a mandatory parameter without a
+        # usable value, answered like the values of sendsms (see `value_problem`).
+        return error(100)
 
-    def _sendsms(self, user: str, f: dict[str, str]) -> str:
-        account = self._accounts[user]
+    def _sendsms(self, account: Account, f: dict[str, str]) -> str:
         to, txt, iscom = f.get("to"), f.get("txt"), f.get("iscom")
         if not to or not txt or not iscom:
             return error(100)
-        climsgid = f.get("climsgid", "")
-        sender = f.get("from", "")
-        if (
-            not _TO.fullmatch(to)
-            or len(climsgid) > 32
-            or (sender and not _FROM.fullmatch(sender))
-            or iscom not in ("Y", "N")
-            or gsm.invalid_chars(txt)
-        ):
-            return error(300)
-        if iscom == "Y" and not txt.rstrip().endswith(STOP_MENTION):
+        test = to == TEST_NUMBER
+        if value_problem(f, test) is not None:
+            return error(100)
+        # §4.8: "The content of the test SMS is free and not taken into account", hence no
+        # STOP mention for 999 (nor a time slot below: it never reaches an operator).
+        if iscom == "Y" and not test and not txt.rstrip().endswith(STOP_MENTION):
             return error(400)
         now = time.monotonic()
-        key = (user, to, txt)
+        key = (account.user, to, txt)
         last = self._flood.get(key)
         if last is not None and now - last < self.flood_window:
             return error(350)
         parts = gsm.parts(txt)
-        free = to == TEST_NUMBER
-        cost = 0 if free else parts * self.price_per_part
+        cost = 0 if test else parts * self.price_per_part  # §4.8: "not charged"
         if cost > account.credit:
             return error(104)
         account.credit -= cost
         if len(self._flood) > 10_000:  # forget what can no longer flood
             self._flood = {k: t for k, t in self._flood.items() if now - t < self.flood_window}
         self._flood[key] = now
+        msg = self._new_message(account.user, f, parts, cost)
+        if not (msg.iscom and not test and self._retain(msg)):
+            self._progress(msg)
+        return f"ID:{msg.api_id}"
+
+    def _new_message(self, user: str, f: dict[str, str], parts: int, cost: float) -> THMessage:
         api_id = f"{self._rng.getrandbits(96):024x}"
         while api_id in self._messages:
             api_id = f"{self._rng.getrandbits(96):024x}"
+        # §4.3 "from": "TextingHouse reserves the right to replace the sender chosen by the
+        # customer": a sender outside its rules is replaced, not an error.
+        sender = f.get("from", "")
+        replaced = bool(sender) and not _FROM.fullmatch(sender)
         msg = THMessage(
             api_id=api_id,
             user=user,
-            to=to,
-            txt=txt,
-            climsgid=climsgid,
-            sender=sender,
-            iscom=iscom == "Y",
+            to=f["to"],
+            txt=f["txt"],
+            climsgid=f.get("climsgid", ""),
+            sender="" if replaced else sender,
+            iscom=f["iscom"] == "Y",
             parts=parts,
             cost=cost,
-            at=time.time(),
+            at=self.now(),
+            sender_replaced=replaced,
         )
         msg.history.append((msg.at, 0))
         self._messages[api_id] = msg
-        if free:
-            final = DELIVERED
-        elif to in account.opt_outs:
-            final = PROHIBITED
-        else:
-            final = self._outcomes.get(to, DELIVERED)
-        if self.dlr_delay is not None and final != 0:
-            self._schedule(self.dlr_delay / 2, self._generation, api_id, 1)
-            if final != 1:
-                self._schedule(self.dlr_delay, self._generation, api_id, final)
-        return f"ID:{api_id}"
+        return msg
 
     def _getstatus(self, user: str, f: dict[str, str]) -> str:
         api_id, climsgid = f.get("api_id"), f.get("climsgid")
@@ -360,3 +448,28 @@ class TextingHouseSim(ProviderSim):
                 return error(202)
             return str(found[-1].status)
         return error(100)
+
+
+def _ip_allowed(account: Account, client: str) -> bool:
+    """The IP lock (§4.1: "allow sending only from a specific IP address"); None: no lock."""
+    return account.allowed_ips is None or client in account.allowed_ips
+
+
+def value_problem(f: dict[str, str], test: bool) -> str | None:
+    """The sendsms parameter whose value the document does not allow, or None.
+
+    The document has no code for a present but invalid value: 300 is "Error processing
+    request" (§5.2), a processing error, and 100 "Missing parameter" the only code about
+    parameters. An unusable value is answered 100: a request that cannot succeed as it is,
+    where 300 would invite the same request again. The test number's text is not checked
+    (§4.8: "free and not taken into account").
+    """
+    if not _TO.fullmatch(f["to"]):  # §4.3: digits with the country code, no "+"
+        return "to"
+    if f["iscom"] not in ("Y", "N"):
+        return "iscom"
+    if len(f.get("climsgid", "")) > 32:  # §4.3: "Up to 32 characters"
+        return "climsgid"
+    if not test and gsm.invalid_chars(f["txt"]):  # §5.3
+        return "txt"
+    return None

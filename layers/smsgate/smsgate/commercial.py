@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -54,12 +54,18 @@ def parse_windows(spec: str) -> tuple[Window, ...]:
     return tuple(windows)
 
 
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def zones_and_region(e164: str) -> tuple[tuple[str, ...], str]:
     try:
         number = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
         return (FALLBACK_ZONE,), FALLBACK_REGION
-    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if "/" in z)
+    # phonenumbers answers "Etc/Unknown" (not a tz database zone) for numbers it cannot place
+    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z in _known_zones())
     region = phonenumbers.region_code_for_number(number) or FALLBACK_REGION
     return zones or (FALLBACK_ZONE,), region
 
