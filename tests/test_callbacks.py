@@ -231,7 +231,7 @@ def test_keyword_without_configured_reply_answers_empty(stack: Any, sims: Any, a
     ],
 )
 def test_replies_fit_the_provider(
-    stack: Any, api: str, provider: str, reply: str, expected: str
+    stack: Any, sims: Any, api: str, provider: str, reply: str, expected: str
 ) -> None:
     set_replies(stack, {"DEAL": reply})
     answer = requests.get(
@@ -240,6 +240,12 @@ def test_replies_fit_the_provider(
         timeout=5,
     )
     assert answer.text == expected
+    # the provider itself, calling back as it does, finds the answer within its reply rules
+    sim = sims.by_name[provider]
+    for inject in (sim.inject_keyword, sim.inject_inbox):
+        inject("5554443334", "DEAL")
+        last = sim.callbacks[-1]
+        assert (last.status, last.body, last.violations) == (200, expected, ()), last
 
 
 @pytest.mark.parametrize("names", [("from", "message"), ("From", "Message"), ("FROM", "MESSAGE")])

@@ -322,6 +322,53 @@ def test_a_slot_whose_holder_died_is_reclaimed(stack: Any) -> None:
     assert budget.acquire("other", 10) == type(slot)("grouptexting", 0, "other")
 
 
+def test_a_take_whose_answer_was_lost_finds_its_own_slot(stack: Any) -> None:
+    """The retried take of an applied take (its answer lost) gets the same slot, instead of
+    leaving it taken until its time runs out with the fleet one connection short."""
+    from smsgate.budget import ConnectionBudget
+
+    budget = ConnectionBudget(
+        boto3.client("dynamodb"), stack.tables["HealthTable"], "grouptexting", 2
+    )
+    assert budget._take(0, "sender-a", 30, False)  # applied; say its answer was lost
+    assert budget._take(0, "sender-a", 30, False)  # the retry finds it its own
+    assert not budget._take(0, "sender-b", 30, False)
+    slot = budget.acquire("sender-b", 30)
+    assert slot is not None and slot.index == 1  # the other slot is still there
+
+
+def test_a_message_waiting_for_a_slot_never_walks_to_the_dead_letter_queue(
+    stack: Any, sims: Any, send: Any
+) -> None:
+    """Both Group Texting slots busy (an account call, say) at a record's last receive: it is
+    put back on its lane with a fresh receive count, unsent, instead of dead-lettered."""
+    from smsgate.budget import ConnectionBudget
+
+    budget = ConnectionBudget(
+        boto3.client("dynamodb"), stack.tables["HealthTable"], "grouptexting", 2
+    )
+    held = [budget.acquire(f"cli-{i}", 60) for i in range(2)]
+    assert all(held)
+    url, arn = lane(stack, "grouptexting")
+    send_bodies(url, [{"id": "slotless", "to": US, "text": "hi", "provider": "grouptexting"}])
+    event = receive_event(url, arn)
+    for r in event["Records"]:
+        r["attributes"]["ApproximateReceiveCount"] = "4"  # the redrive allows 5
+    assert send(event, LambdaContext()) == {"batchItemFailures": []}  # acknowledged
+    assert sims.grouptexting.requests_to("/api/sending") == []
+    assert record(stack, "slotless").get("status") in (None, "queued")  # not claimed, unsent
+    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # put back
+    dlq = stack.queues["GroupTextingLaneDeadLetterQueue"]
+    assert boto3.client("sqs").receive_message(QueueUrl=dlq).get("Messages") is None
+    # an earlier receive simply comes back (the delay of its visibility timeout)
+    send_bodies(url, [{"id": "slotless-2", "to": US, "text": "hi", "provider": "grouptexting"}])
+    time.sleep(0.1)
+    event = receive_event(url, arn)
+    failures = send(event, LambdaContext())["batchItemFailures"]
+    assert [f["itemIdentifier"] for f in failures] == [r["messageId"] for r in event["Records"]]
+
+
 def test_an_account_call_waiting_for_a_slot_goes_before_the_senders(stack: Any) -> None:
     from smsgate.budget import ConnectionBudget
 

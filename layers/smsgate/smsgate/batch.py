@@ -39,6 +39,7 @@ from .sender import (
 from .status import Status
 
 SLOT_WAIT_SECONDS = 2.0  # how long a Group Texting sender waits for a connection slot
+SLOT_REQUEUE_DELAY = 10  # seconds before a message put back for want of a slot is seen again
 
 
 class DeadlineReached(Exception):
@@ -175,15 +176,38 @@ class Batch:
                 with service.clients.connection(self.lane, hold, wait=SLOT_WAIT_SECONDS):
                     self._each(work, 1)
             except NoConnectionSlot:
-                reason = f"waiting for a {self.lane} connection slot"
-                logger.info(
-                    "no connection slot free: the batch comes back", extra={"lane": self.lane}
-                )
-                for record in work:
-                    if record["messageId"] not in self.results:
-                        self._settle(record, Retry(2, reason))
+                self._wait_for_a_slot(work)
             return
         self._each(work, workers)
+
+    def _wait_for_a_slot(self, work: list[Mapping[str, Any]]) -> None:
+        """No connection slot of the lane's provider came free: the batch comes back in a few
+        seconds. A record at its last receive is put back on a lane instead (a fresh receive
+        count), so waiting for a slot never walks a message to the dead-letter queue."""
+        reason = f"waiting for a {self.lane} connection slot"
+        logger.info("no connection slot free: the batch comes back", extra={"lane": self.lane})
+        last = self.service.max_receive_count - 1
+        lanes: dict[str, list[Forward]] = {}
+        for record in work:
+            key, item = record["messageId"], self.items[record["messageId"]]
+            if key in self.results or not isinstance(item, Job) or receive_count(record) < last:
+                continue
+            route = lane_route(record)
+            if route is None:  # put on the lane by hand: routed again
+                choice = self.service.choose_lane(item)
+                target, route = choice.provider, (choice.providers, choice.rule)
+            else:
+                target = str(self.lane)
+            lanes.setdefault(target, []).append(Forward(key, item.body, *route))
+        put_back: set[str] = set()
+        for target, entries in lanes.items():
+            failed = self.service.forward(target, entries, delay=SLOT_REQUEUE_DELAY)
+            put_back.update(e.key for e in entries if e.key not in failed)
+        for record in work:
+            if record["messageId"] in put_back:
+                self.results[record["messageId"]] = Done(Status.QUEUED.value, reason)
+            elif record["messageId"] not in self.results:
+                self._settle(record, Retry(2, reason))
 
     def _each(self, work: list[Mapping[str, Any]], workers: int) -> None:
         if workers <= 1 or len(work) <= 1:

@@ -78,10 +78,12 @@ class ConnectionBudget:
 
     def _take(self, index: int, holder: str, hold_seconds: float, priority: bool) -> bool:
         now = self.clock()
+        # `holder = :me`: a retried take whose first answer was lost finds the slot its own
+        # (else that slot would sit taken until `until`, and the fleet would be one short)
         free = (
             "(attribute_not_exists(holder) AND "
             "(attribute_not_exists(released_at) OR released_at <= :settled)) "
-            "OR #until < :now"
+            "OR #until < :now OR holder = :me"
         )
         condition = (
             free

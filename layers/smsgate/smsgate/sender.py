@@ -331,10 +331,11 @@ class SendService:
         rest = [p for p in ready if p != first]
         return LaneChoice(first, (first, *rest), route.plan.rule)
 
-    def forward(self, provider: str, entries: list[Forward]) -> set[str]:
-        """Put `entries` on `provider`'s lane (SendMessageBatch, 10 per call). Returns the
-        keys of the entries SQS did not take (their records come back and are routed again;
-        a copy that did get through is one the claim lets send only once)."""
+    def forward(self, provider: str, entries: list[Forward], delay: int = 0) -> set[str]:
+        """Put `entries` on `provider`'s lane (SendMessageBatch, 10 per call), visible after
+        `delay` seconds. Returns the keys of the entries SQS did not take (their records come
+        back and are routed again; a copy that did get through is one the claim lets send
+        only once)."""
         url = self.settings.lane_urls[provider]
         failed: set[str] = set()
         for start in range(0, len(entries), 10):
@@ -347,6 +348,7 @@ class SendService:
                         {
                             "Id": str(n),
                             "MessageBody": json.dumps(e.body),
+                            "DelaySeconds": delay,
                             "MessageAttributes": {
                                 ROUTE_ATTRIBUTE: {
                                     "DataType": "String",
