@@ -216,9 +216,11 @@ def test_an_undelivered_receipt_event_says_why(
     """The receipt's code and the document's meaning reach the event, as the status table
     promises for `undelivered` and `failed`."""
     from smsgate.callbacks import CallbackService
+    from smsgate.providers.textinghouse.inbound import receipt
 
     store.claim("m-why", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
-    CallbackService(store, dict, "").dlr({"apimsgid": "", "climsgid": "m-why", "status": "4"})
+    dlr = receipt({"apimsgid": "", "climsgid": "m-why", "status": "4"})
+    CallbackService(store, dict, "").receipt(dlr)
     pump()
     [event] = [e["detail"] for e in drain(bus)]
     assert (event["new_status"], event["error_code"], event["error"]) == (

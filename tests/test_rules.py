@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from smsgate import commercial, phones, text
 from smsgate.commercial import is_open, next_open, parse_windows
 from smsgate.phones import InvalidNumber
+from smsgate.providers import TextingHouse
 from smsgate.status import FINAL, Status, can_move, rank, ranks_below
 
 DEFAULT_WINDOW = "mon-fri 08:00-20:00; sat 10:00-15:00"
+HOME = TextingHouse.home_zone  # the provider that holds commercial messages
 FR, US = "+33612345678", "+12125551234"
 
 
@@ -174,6 +176,9 @@ def test_mask_never_shows_the_whole_number(number: str) -> None:
     assert set(masked[5:-3]) == {"*"}  # at least one digit hidden, all of the middle
 
 
+READERS = {"us10": phones.from_us_ten_digits, "intl": phones.from_international_digits}
+
+
 @pytest.mark.parametrize(
     ("raw", "kind", "e164"),
     [
@@ -186,13 +191,13 @@ def test_mask_never_shows_the_whole_number(number: str) -> None:
     ],
 )
 def test_from_provider(raw: str, kind: str, e164: str) -> None:
-    assert phones.from_provider(raw, kind) == e164
+    assert READERS[kind](raw) == e164
 
 
 @pytest.mark.parametrize(("raw", "kind"), [("12345", "us10"), ("555", "intl"), ("", "intl")])
 def test_from_provider_invalid(raw: str, kind: str) -> None:
     with pytest.raises(InvalidNumber):
-        phones.from_provider(raw, kind)
+        READERS[kind](raw)
 
 
 @pytest.mark.parametrize(
@@ -363,7 +368,7 @@ def test_parse_windows_errors(spec: str) -> None:
     ],
 )
 def test_is_open(label: str, moment: datetime, number: str, open_: bool) -> None:
-    assert is_open(moment, number, DEFAULT_WINDOW) is open_
+    assert is_open(moment, number, DEFAULT_WINDOW, HOME) is open_
 
 
 @pytest.mark.parametrize(
@@ -381,7 +386,7 @@ def test_is_open(label: str, moment: datetime, number: str, open_: bool) -> None
     ],
 )
 def test_next_open(label: str, moment: datetime, number: str, opens: datetime) -> None:
-    assert next_open(moment, number, DEFAULT_WINDOW) == opens
+    assert next_open(moment, number, DEFAULT_WINDOW, HOME) == opens
 
 
 @settings(max_examples=60, deadline=None)
@@ -392,9 +397,9 @@ def test_next_open(label: str, moment: datetime, number: str, opens: datetime) -
     st.sampled_from([FR, US, "+447911123456"]),
 )
 def test_next_open_is_open_and_not_before(moment: datetime, number: str) -> None:
-    opens = next_open(moment, number, DEFAULT_WINDOW)
+    opens = next_open(moment, number, DEFAULT_WINDOW, HOME)
     assert opens >= moment
-    assert is_open(opens, number, DEFAULT_WINDOW)
+    assert is_open(opens, number, DEFAULT_WINDOW, HOME)
     assert opens - moment < timedelta(days=commercial.HORIZON_DAYS)
     if opens > moment:  # nothing in between was open (checked at the minute before)
-        assert not is_open(opens - timedelta(minutes=1), number, DEFAULT_WINDOW)
+        assert not is_open(opens - timedelta(minutes=1), number, DEFAULT_WINDOW, HOME)

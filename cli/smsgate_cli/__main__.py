@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from smsgate.providers import PROVIDER_NAMES
+
 from . import bus, callbacks, commands, providers
 from .config import ConfigProblem, resolve
 from .context import Context, Failure
 
-PROVIDER_NAMES = ("clubtexting", "grouptexting", "textinghouse")
 STATUSES = ("queued", "scheduled", "sent", "unknown", "delivered", "undelivered", "failed",
             "received")  # fmt: skip
 

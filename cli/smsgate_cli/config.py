@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smsgate.config import DEFAULT_URLS
+from smsgate.providers import PROVIDERS
 
 LOCAL_FILE = Path(".local") / "stack.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # cli/smsgate_cli/config.py -> repository
@@ -25,18 +26,10 @@ OUTPUTS = {
     "HealthTableName": "health_table",
     "RoutingRulesParameterName": "routing_parameter",
 }
-# Stack outputs naming the providers' lanes.
-LANE_OUTPUTS = {
-    "ClubTextingLaneQueueUrl": "clubtexting",
-    "GroupTextingLaneQueueUrl": "grouptexting",
-    "TextingHouseLaneQueueUrl": "textinghouse",
-}
-# Stack parameters naming the providers' base URLs.
-URL_PARAMETERS = {
-    "ClubTextingUrl": "clubtexting",
-    "GroupTextingUrl": "grouptexting",
-    "TextingHouseUrl": "textinghouse",
-}
+# Stack outputs naming the providers' lanes, and parameters naming their base URLs: named after
+# each provider's client class in the template (`TextingHouseLaneQueueUrl`, `TextingHouseUrl`).
+LANE_OUTPUTS = {f"{cls.__name__}LaneQueueUrl": name for name, cls in PROVIDERS.items()}
+URL_PARAMETERS = {f"{cls.__name__}Url": name for name, cls in PROVIDERS.items()}
 REQUIRED = ("send_queue_url", "messages_table", "status_table", "optouts_table", "secret_arn")
 
 

@@ -20,8 +20,7 @@ from typing import Any
 
 from .clients import NoConnectionSlot
 from .observability import count, logger
-from .phones import TEST_NUMBER
-from .providers import PROVIDERS
+from .providers import PROVIDERS, is_test_number
 from .retries import describe
 from .sender import (
     DEADLINE_MARGIN_MS,
@@ -103,7 +102,8 @@ class Batch:
         self.items: dict[str, Job | BadBody] = {
             r["messageId"]: parse(r.get("body", ""), r["messageId"], default) for r in records
         }
-        numbers = [i.to for i in self.items.values() if isinstance(i, Job) and i.to != TEST_NUMBER]
+        jobs = [i for i in self.items.values() if isinstance(i, Job)]
+        numbers = [i.to for i in jobs if not is_test_number(i.to)]
         self.opted_out: set[str] = set()
         # Why no record of this batch can be sent (its opt-outs could not be read), if so:
         # each record then fails on its own, with that reason, rather than the invocation.
@@ -218,7 +218,7 @@ class Batch:
 
     def _defer_repeats(self, records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """A provider that refuses the same text to the same number within a few seconds
-        (TextingHouse's 350) gets only the first of such repeats from one batch; the others
+        (its `same_text_interval`) gets only the first of such repeats from one batch; the others
         come back after that interval instead of being refused."""
         interval = PROVIDERS[self.lane].same_text_interval if self.lane else 0
         if not interval:

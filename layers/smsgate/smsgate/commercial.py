@@ -1,9 +1,10 @@
 """When a commercial message may go out: business days and hours in the recipient's local time.
 
-TextingHouse's document (seeds/002) allows commercial SMS on working days during the day, never
-on Sundays or public holidays; its list of weekday hours is cut off, so the window is
-configuration (default DESIGN.md §3: Mon-Fri 08:00-20:00, Sat 10:00-15:00). A number with
-several time zones (a US area code spanning two) is only "open" when it is open in all of them.
+For a provider that `holds_commercial` (its document allows commercial SMS on working days
+during the day, never on Sundays or public holidays). The window is configuration
+(`CommercialWindows`, default Mon-Fri 08:00-20:00, Sat 10:00-15:00: docs/providers.md). A
+number with several time zones (a US area code spanning two) is only "open" when it is open in
+all of them; a number with no zone of its own (a test number) takes the provider's `home`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-FALLBACK_ZONE, FALLBACK_REGION = "Europe/Paris", "FR"  # TextingHouse's home, for the test number
+Home = tuple[str, str]  # (time zone, holiday region) for numbers that carry neither
 HORIZON_DAYS = 21
 _PART = re.compile(
     r"^\s*(?P<d1>[a-z]{3})(?:-(?P<d2>[a-z]{3}))?\s+(?P<t1>\d\d:\d\d)-(?P<t2>\d\d:\d\d)\s*$"
@@ -59,15 +60,15 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def zones_and_region(e164: str) -> tuple[tuple[str, ...], str]:
+def zones_and_region(e164: str, home: Home) -> tuple[tuple[str, ...], str]:
     try:
         number = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
-        return (FALLBACK_ZONE,), FALLBACK_REGION
+        return (home[0],), home[1]
     # phonenumbers answers "Etc/Unknown" (not a tz database zone) for numbers it cannot place
     zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z in _known_zones())
-    region = phonenumbers.region_code_for_number(number) or FALLBACK_REGION
-    return zones or (FALLBACK_ZONE,), region
+    region = phonenumbers.region_code_for_number(number) or home[1]
+    return zones or (home[0],), region
 
 
 @lru_cache(maxsize=64)
@@ -88,22 +89,22 @@ def _open_in_zone(moment: datetime, zone: str, region: str, windows: tuple[Windo
     return any(local.weekday() in w.days and w.start <= clock < w.end for w in windows)
 
 
-def is_open(moment: datetime, e164: str, spec: str) -> bool:
+def is_open(moment: datetime, e164: str, spec: str, home: Home) -> bool:
     windows = parse_windows(spec)
-    zones, region = zones_and_region(e164)
+    zones, region = zones_and_region(e164, home)
     return all(_open_in_zone(moment, z, region, windows) for z in zones)
 
 
-def next_open(moment: datetime, e164: str, spec: str) -> datetime:
+def next_open(moment: datetime, e164: str, spec: str, home: Home) -> datetime:
     """The first instant at or after `moment` (UTC) when the window is open for `e164`.
 
     The intersection of every zone's windows opens when one of them opens, so the window
     starts of each zone over the next weeks are the only candidates to test.
     """
-    if is_open(moment, e164, spec):
+    if is_open(moment, e164, spec, home):
         return moment
     windows = parse_windows(spec)
-    zones, _ = zones_and_region(e164)
+    zones, _ = zones_and_region(e164, home)
     candidates = []
     for zone in zones:
         tz = ZoneInfo(zone)
@@ -116,6 +117,6 @@ def next_open(moment: datetime, e164: str, spec: str) -> datetime:
                     if start > moment:
                         candidates.append(start)
     for candidate in sorted(candidates):
-        if is_open(candidate, e164, spec):
+        if is_open(candidate, e164, spec, home):
             return candidate
     raise ValueError(f"no commercial window opens within {HORIZON_DAYS} days")

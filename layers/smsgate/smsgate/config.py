@@ -1,4 +1,5 @@
-"""Settings: read from the environment once per cold start and validated (DESIGN.md §2.2)."""
+"""Settings: read from the environment once per cold start and validated (the functions'
+environment: docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from .providers import PROVIDERS
+from .providers import DEFAULT_PROVIDER, PROVIDERS
 
-DEFAULT_URLS = {
-    "clubtexting": "https://app.clubtexting.com",
-    "grouptexting": "https://app.grouptexting.com",
-    "textinghouse": "https://api.textinghouse.com",
-}
+DEFAULT_URLS = {name: cls.default_url for name, cls in PROVIDERS.items()}
 DEFAULT_WINDOWS = "mon-fri 08:00-20:00; sat 10:00-15:00"
 DEFAULT_HELP = "smsgate: reply STOP to stop receiving messages, START to receive them again."
 
@@ -28,7 +25,7 @@ class Settings(BaseModel):
     status_table: str = Field(min_length=1)
     optouts_table: str = Field(min_length=1)
     provider_secret: str = Field(min_length=1)
-    default_provider: str = "textinghouse"
+    default_provider: str = DEFAULT_PROVIDER
     provider_urls: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_URLS))
     commercial_windows: str = DEFAULT_WINDOWS
     send_queue_url: str | None = None
@@ -44,7 +41,7 @@ class Settings(BaseModel):
     secret_max_age: int = Field(default=300, ge=0)
     keyword_replies_parameter: str | None = None
     help_text: str = DEFAULT_HELP
-    # Routing and provider health (issue 8): the rules document (SSM) and the shared health table
+    # Routing and provider health: the rules document (SSM) and the shared health table
     routing_parameter: str | None = None
     health_table: str | None = None
     # Retention (template parameters MessageRetentionDays / InboundTextRetentionDays)

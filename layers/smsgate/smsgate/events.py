@@ -40,8 +40,12 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from .observability import count, logger
+from .providers import PROVIDER_NAMES
 from .status import FINAL, Status
 from .store import from_item, now_iso
+
+PROVIDERS_IN_WORDS = f"{', '.join(PROVIDER_NAMES[:-1])} or {PROVIDER_NAMES[-1]}."
+
 
 SOURCE = "smsgate"
 VERSION = "1"
@@ -77,7 +81,7 @@ class MessageStatusChanged(_Detail):
     model_config = ConfigDict(title="MessageStatusChanged")
 
     message_id: str = Field(description="The message's id (the queue body's `id`).")
-    provider: str | None = Field(description="clubtexting, grouptexting or textinghouse.")
+    provider: str | None = Field(description=PROVIDERS_IN_WORDS)
     old_status: Status | None = Field(
         description="The status before; null when the message was created in `new_status`."
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 ASCII_DIGITS = frozenset("0123456789")
-TEST_NUMBER = "999"  # TextingHouse's free test number: not E.164, accepted for TextingHouse only
 
 
 class InvalidNumber(ValueError):
@@ -33,22 +32,33 @@ def us_ten_digits(e164: str) -> str | None:
 
 
 def international_digits(e164: str) -> str:
-    """`+33612345678` -> `33612345678` (TextingHouse's format)."""
+    """`+33612345678` -> `33612345678`: international digits, no `+`."""
     return e164.lstrip("+")
 
 
-def from_provider(raw: str, kind: str) -> str:
-    """A number a provider sent us, as E.164: `us10` (Club/Group Texting: 10 US digits) or
-    `intl` (TextingHouse: international digits). Only the shape is checked — it is the
-    provider's word for who texted, and a strict validity check would drop real messages."""
-    digits = "".join(ch for ch in raw if ch in ASCII_DIGITS)  # never "²" or Arabic-Indic
-    if kind == "us10" and len(digits) == 10:
+def from_us_ten_digits(raw: str) -> str:
+    """A sender named by 10 US digits (or 1 and 10 digits), as E.164. Only the shape is
+    checked — it is the provider's word for who texted, and a strict validity check would
+    drop real messages."""
+    digits = _ascii_digits(raw)
+    if len(digits) == 10:
         return "+1" + digits
-    if kind == "us10" and len(digits) == 11 and digits.startswith("1"):
+    if len(digits) == 11 and digits.startswith("1"):
         return "+" + digits
-    if kind == "intl" and 8 <= len(digits) <= 15 and not digits.startswith("0"):
+    raise InvalidNumber("expected 10 US digits")
+
+
+def from_international_digits(raw: str) -> str:
+    """A sender named by international digits (country code first, no `+`), as E.164; only
+    the shape is checked."""
+    digits = _ascii_digits(raw)
+    if 8 <= len(digits) <= 15 and not digits.startswith("0"):
         return "+" + digits
-    raise InvalidNumber(f"expected {'10 US digits' if kind == 'us10' else 'international digits'}")
+    raise InvalidNumber("expected international digits")
+
+
+def _ascii_digits(raw: str) -> str:
+    return "".join(ch for ch in raw if ch in ASCII_DIGITS)  # never "²" or Arabic-Indic
 
 
 def mask(number: str | None) -> str:

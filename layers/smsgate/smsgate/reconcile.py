@@ -1,23 +1,23 @@
-"""Reconciliation (issue 5): settle the messages left `sent` or `unknown`.
+"""Reconciliation: settle the messages left `sent` or `unknown`.
 
 A scheduled run reads at most `page_limit` messages that have waited longer than
 RECONCILE_AFTER_MINUTES, oldest first, from MessagesTable's sparse `ByPendingStatus` index (a
 Query per waiting status, shared fairly between the two; never a scan), and for each one:
 
-- TextingHouse, the only provider with a status API: `getstatus` by our id (`climsgid`).
-  - A final status (3 delivered; 4, 5, 6 undelivered; 7, 20 failed) settles the message through
-    the store's monotonic `advance` (history source `poll`), as a receipt would.
+- A provider with a status lookup (`has_status`): its status of the message, by our id.
+  - A final status settles the message through the store's monotonic `advance` (history
+    source `poll`), as a receipt would.
   - Still in progress (0, 1): left waiting, its turn moved to now, so it is looked at again
     RECONCILE_AFTER_MINUTES later and the messages in progress never hold up the others.
-  - `202` (TextingHouse knows no message with our id): `unknown` with that reason, no longer
-    looked at. It most likely never reached TextingHouse, but that cannot be proven and
-    smsgate never resends on a guess: whoever owns the message decides.
+  - The provider knows no message with our id: `unknown` with that reason, no longer looked
+    at. It most likely never reached the provider, but that cannot be proven and smsgate
+    never resends on a guess: whoever owns the message decides.
   - The lookup failed (provider down, credentials refused or missing): counted
     (`ReconcileLookupFailed`) and left as it is, so the next run asks again. After
     MAX_LOOKUP_FAILURES failures a provider is not asked again in the same run; its other
     messages are left too (`ReconcileDeferred`).
-- Club Texting and Group Texting have no status API and send no receipts: `unknown` with that
-  reason at once, no longer looked at.
+- A provider without a status lookup: `unknown` with that reason at once, no longer looked
+  at.
 - Past RECONCILE_DEADLINE_HOURS after sending (`sent_at`, else when it took its status) and
   not final after the last lookup (or none was possible): `unknown` with that reason, no
   longer looked at.
@@ -44,7 +44,7 @@ from .clients import ClientPool
 from .config import ConfigError
 from .observability import count, logger
 from .providers import PROVIDERS, OutcomeKind, ProviderError
-from .providers.textinghouse import Lookup
+from .providers import StatusLookup as Lookup
 from .status import FINAL, Status
 from .store import Store, now_iso
 
@@ -228,8 +228,7 @@ class ReconcileService:
                 "no credentials in the provider secret",
                 OutcomeKind.RETRYABLE,
             )
-        status: Callable[..., Lookup] = client.status  # type: ignore[attr-defined]
-        return status(climsgid=message_id)
+        return client.status(climsgid=message_id)
 
     def _settle(self, message_id: str, provider: str, lookup: Lookup, run: _Run) -> Result:
         assert lookup.status is not None

@@ -1,22 +1,10 @@
-"""Routing (issue 8): which providers may carry a message, in which order.
+"""Routing: which providers may carry a message, in which order.
 
 The rules are a JSON document the user edits without a redeploy (the SSM parameter
-`ROUTING_PARAMETER`, read through Powertools with a short cache). The first rule whose match
-holds for the message gives the providers and their weights; with no matching rule (or no
-document) the stack's default provider carries everything, as before routing existed.
-
-    {
-      "rules": [
-        {"name": "us-marketing", "countries": ["US"], "commercial": true,
-         "providers": {"grouptexting": 1}},
-        {"name": "us", "countries": ["US", "CA"], "strategy": "weighted",
-         "providers": {"grouptexting": 3, "clubtexting": 1}},
-        {"name": "rest", "providers": {"textinghouse": 1}}
-      ],
-      "prices": {"clubtexting": 0.035, "grouptexting": 0.03, "textinghouse": 0.05},
-      "health": {"window_seconds": 300, "min_samples": 10, "max_error_rate": 0.5,
-                 "max_latency_ms": 8000, "cooldown_seconds": 120}
-    }
+`ROUTING_PARAMETER`, read through Powertools with a short cache; its format and an example are
+in docs/contract.md, Routing rules). The first rule whose match holds for the message gives the
+providers and their weights; with no matching rule (or no document) the stack's default
+provider carries everything.
 
 The router only orders candidates. Whether a candidate can carry the message (credentials, the
 provider's own number and text rules, health) is decided by the sender, which walks the list.
@@ -122,7 +110,7 @@ class Plan:
 
 
 def region_of(to: str) -> str | None:
-    """ISO region of an E.164 number (None for TextingHouse's test number or no region)."""
+    """ISO region of an E.164 number (None for a provider's test number or no region)."""
     import phonenumbers  # here: the credit check reads the routing rules' health policy only
 
     try:

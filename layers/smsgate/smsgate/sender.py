@@ -17,18 +17,39 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from . import commercial
 from .clients import ClientPool
 from .config import Settings
 from .health import HealthBoard, Verdict
 from .observability import count, logger, mask
-from .phones import TEST_NUMBER, InvalidNumber, to_e164
-from .providers import PROVIDERS, OutboundSms, Outcome, OutcomeKind, ProviderClient, RuleViolation
+from .phones import InvalidNumber, to_e164
+from .providers import (
+    PROVIDER_NAMES,
+    PROVIDERS,
+    TEST_NUMBERS,
+    OutboundSms,
+    Outcome,
+    OutcomeKind,
+    ProviderClient,
+    RuleViolation,
+    StatusLookup,
+    is_test_number,
+)
 from .providers.base import Category, Prepared, ProviderError
 from .retries import describe, with_retries
 from .routing import Plan, Router, RoutingConfig, estimated_cost
@@ -47,20 +68,37 @@ FAILOVER_CATEGORIES = frozenset({Category.AUTH, Category.CREDIT, Category.RATE_L
 ROUTE_ATTRIBUTE = "smsgate-route"  # a lane message's providers and rule, from the router
 
 
+def _known_provider(value: str) -> str:
+    if value not in PROVIDERS:  # worded as pydantic words a Literal's refusal
+        names = [repr(n) for n in PROVIDER_NAMES]
+        expected = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": expected}
+        )
+    return value
+
+
+ProviderName = Annotated[
+    StrictStr,
+    AfterValidator(_known_provider),
+    WithJsonSchema({"type": "string", "enum": list(PROVIDER_NAMES)}),
+]
+
+
 class QueueMessage(BaseModel):
-    """The send queue's message body: the contract of DESIGN.md §2.1."""
+    """The send queue's message body (docs/contract.md, The queue body)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     to: Text
     text: Text
-    provider: Literal["clubtexting", "grouptexting", "textinghouse"] | None = None
+    provider: ProviderName | None = None
     id: MessageId | None = None
     subject: Text = ""
     express: StrictBool = False
     commercial: StrictBool = False
     sender: Text | None = None
-    failover: StrictBool | None = None  # issue 8: None = allowed unless `provider` is named
+    failover: StrictBool | None = None  # None: allowed unless `provider` is named
 
 
 @dataclass(frozen=True)
@@ -226,10 +264,8 @@ def parse(body: str, sqs_message_id: str, default_provider: str) -> Job | BadBod
         return BadBody(message_id, f"invalid message: {_summarise(exc)}", provider_hint)
     provider = message.provider or default_provider
     try:
-        if message.to == TEST_NUMBER and provider == "textinghouse":
-            to = TEST_NUMBER
-        else:
-            to = to_e164(message.to)
+        own_test_number = TEST_NUMBERS.get(message.to) == provider
+        to = message.to if own_test_number else to_e164(message.to)
     except InvalidNumber as exc:
         return BadBody(message_id, f"invalid message: to: {exc}", provider)
     return Job(message_id, provider, to, message, {**data, "id": message_id})
@@ -424,8 +460,8 @@ class SendService:
         usable, waiting = self._healthy(route.ready)
         if not usable:
             return self._wait(s, waiting)
-        if item.message.commercial and usable[0].provider == "textinghouse":
-            s.job = replace(s.job, provider="textinghouse")
+        if item.message.commercial and PROVIDERS[usable[0].provider].holds_commercial:
+            s.job = replace(s.job, provider=usable[0].provider)
             held = self._hold_if_closed(s)
             if held is not None:
                 return held
@@ -612,7 +648,7 @@ class SendService:
             # The provider's opt-out is stored with the failure, in one transaction: neither
             # is ever recorded without the other.
             also = []
-            if outcome.opt_out and s.job.to != TEST_NUMBER:
+            if outcome.opt_out and not is_test_number(s.job.to):
                 how = f"provider code {outcome.code}"
                 also = [self.store.opt_out_write(s.job.to, how=how, provider=s.provider)]
             return self._fail(s, outcome.code, outcome.reason, also)
@@ -623,12 +659,12 @@ class SendService:
     def _settle_unknown(
         self, s: Sending, client: ProviderClient, outcome: Outcome, segments: int
     ) -> Result:
-        """The request may have reached the provider. Ask it (TextingHouse can say, by our id)
-        before anything else; never resend on a guess."""
+        """The request may have reached the provider. Ask it (a provider with a status
+        lookup can say, by our id) before anything else; never resend on a guess."""
         if client.has_status:
             lookup = self._lookup(client, s.id)
             if lookup is not None and not lookup.found:
-                # TextingHouse has no message with our id: the request never arrived.
+                # the provider has no message with our id: the request never arrived
                 no_send = Outcome(
                     OutcomeKind.RETRYABLE,
                     Category.NO_ANSWER,
@@ -676,12 +712,11 @@ class SendService:
         logger.warning("no usable answer: outcome unknown", extra=s.log(code=outcome.code))
         return Done(Status.UNKNOWN.value, outcome.code)
 
-    def _lookup(self, client: ProviderClient, message_id: str) -> Any:
-        status = getattr(client, "status", None)
-        if status is None:
+    def _lookup(self, client: ProviderClient, message_id: str) -> StatusLookup | None:
+        if not client.has_status:
             return None
         try:
-            return status(climsgid=message_id)
+            return client.status(climsgid=message_id)
         except ProviderError as exc:
             logger.warning(
                 "status lookup failed", extra={"message_id": message_id, "code": exc.code}
@@ -803,8 +838,9 @@ class SendService:
 
     def _recover_stale(self, item: Job, existing: Mapping[str, Any]) -> Result:
         """A sender stopped between its request and its record. What it sent is unknown;
-        TextingHouse can tell us, the others cannot. The record names the provider it was
-        sending through (routing may have picked another than this delivery would)."""
+        a provider with a status lookup can tell us, the others cannot. The record names the
+        provider it was sending through (routing may have picked another than this delivery
+        would)."""
         lease = str(existing.get("lease", ""))
         item = replace(item, provider=str(existing.get("provider") or item.provider))
         client = self.client(item.provider)
@@ -836,10 +872,10 @@ class SendService:
     def _hold_if_closed(self, s: Sending) -> Result | None:
         item = s.job
         now = self.clock()
-        spec = self.settings.commercial_windows
-        if commercial.is_open(now, item.to, spec):
+        spec, home = self.settings.commercial_windows, PROVIDERS[item.provider].home_zone
+        if commercial.is_open(now, item.to, spec, home):
             return None
-        opens = commercial.next_open(now, item.to, spec)
+        opens = commercial.next_open(now, item.to, spec, home)
         wait = int((opens - now).total_seconds()) + 1
         group, role, arn = (
             self.settings.hold_schedule_group,

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from .retries import with_retries
 from .status import FINAL, Status, ranks_below
+from .timestamps import now_iso as now_iso  # re-exported: the store's timestamps
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -35,11 +36,6 @@ CLAIMABLE = (Status.QUEUED.value, Status.SCHEDULED.value)
 # Statuses that wait for an outcome: while a message holds one, `pending` (= the status) and
 # `pending_at` put it in the sparse reconciliation index; a final status takes it out.
 WAITING = frozenset({Status.SENT, Status.UNKNOWN})
-
-
-def now_iso(moment: datetime | None = None) -> str:
-    """Sortable UTC timestamp with microseconds: `2026-11-22T11:15:33.123456Z`."""
-    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .providers import PROVIDERS
+
 CURRENT, PREVIOUS = "current", "previous"
 TOKEN_BYTES = 24  # 48 hex characters: path-safe, unguessable
 # The URL each provider is given (README "Callbacks"): (provider, what for, method, path).
-CALLBACK_ROUTES = (
-    ("clubtexting", "keyword URL", "GET", "/hooks/{token}/clubtexting/keyword"),
-    ("clubtexting", "inbox forwarding", "GET", "/hooks/{token}/clubtexting/inbox"),
-    ("grouptexting", "keyword URL", "GET", "/hooks/{token}/grouptexting/keyword"),
-    ("grouptexting", "forwarding URL", "GET", "/hooks/{token}/grouptexting/inbox"),
-    ("textinghouse", "DLR callback", "POST", "/hooks/{token}/textinghouse/dlr"),
-    ("textinghouse", "MO callback", "POST", "/hooks/{token}/textinghouse/mo"),
+CALLBACK_ROUTES = tuple(
+    (name, route.purpose, route.method, route.path)
+    for name, cls in PROVIDERS.items()
+    for route in cls.callbacks
 )
 
 

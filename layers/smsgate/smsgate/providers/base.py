@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from ..status import Status
+
 CONNECT_TIMEOUT = 3.05  # seconds to open the TCP (and TLS) connection
 READ_TIMEOUT = 10.0  # seconds to wait for an answer once the request is out
 
@@ -276,6 +278,26 @@ def http_answer(reply: Reply) -> tuple[str, Answer] | None:
     return code, HTTP_ERROR
 
 
+@dataclass(frozen=True)
+class CallbackRoute:
+    """One URL a provider calls back: what the provider's dashboard calls it, the method, and
+    the path under the callback API (`{token}` the callback token)."""
+
+    purpose: str
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StatusLookup:
+    """A status lookup's answer: `found` False means the provider does not know the id."""
+
+    found: bool
+    code: str
+    status: Status | None = None
+    reason: str = ""
+
+
 class ProviderClient(ABC):
     """One provider: its rules, its request, its answers. Subclasses hold no other state."""
 
@@ -289,6 +311,17 @@ class ProviderClient(ABC):
     max_connections: ClassVar[int | None] = None
     # Seconds the provider refuses the same text to the same number again (0: no such rule).
     same_text_interval: ClassVar[int] = 0
+    # The provider's production base URL (a stack parameter overrides it).
+    default_url: ClassVar[str]
+    # The callback URLs the provider is given (served by the package's `routes` module).
+    callbacks: ClassVar[tuple[CallbackRoute, ...]] = ()
+    # A number the provider takes as a free test (not E.164), or None.
+    test_number: ClassVar[str | None] = None
+    # The provider's document only lets commercial messages out in its windows (recipient's
+    # local time): smsgate holds them until then. `home_zone` places numbers that carry no
+    # zone of their own (the test number).
+    holds_commercial: ClassVar[bool] = False
+    home_zone: ClassVar[tuple[str, str]] = ("UTC", "US")  # (time zone, holiday region)
 
     def __init__(self, base_url: str, user: str, password: str, transport: Transport | None = None):
         self.transport = transport or Transport(base_url)
@@ -304,6 +337,10 @@ class ProviderClient(ABC):
     @abstractmethod
     def parse_send(self, reply: Reply) -> Outcome:
         """Turn the provider's answer to a send into an Outcome (its code table)."""
+
+    def status(self, *, api_id: str | None = None, climsgid: str | None = None) -> StatusLookup:
+        """The provider's status of a message, by its id or ours (`has_status` providers)."""
+        raise NotImplementedError(f"{self.name} has no status lookup")
 
     def send(self, sms: OutboundSms, prepared: Prepared | None = None) -> Outcome:
         """Send once. Never raises for the provider's or the network's faults: every way it can

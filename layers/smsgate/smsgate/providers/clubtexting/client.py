@@ -1,15 +1,15 @@
-"""Club Texting (seeds/000): send only — `apisendmessage.php`, 10-digit US numbers, 130 characters.
-
-Everything smsgate knows about Club Texting is in this file: its rules, its request and its codes.
-"""
+"""Club Texting's API document: send only — `apisendmessage.php`, 10-digit US numbers, 130
+characters. This module holds its send rules, its request and its codes; `inbound.py` its
+callbacks, `routes.py` their routes."""
 
 from __future__ import annotations
 
-from ..phones import us_ten_digits
-from .base import (
+from ...phones import us_ten_digits
+from ..base import (
     UNLISTED_NEGATIVE,
     UNREADABLE,
     Answer,
+    CallbackRoute,
     Category,
     OutboundSms,
     Outcome,
@@ -21,7 +21,7 @@ from .base import (
     negative_code,
 )
 
-MAX_MESSAGE = 130  # characters of the message; the subject is not counted (DESIGN.md §3)
+MAX_MESSAGE = 130  # characters of the message; the subject is not counted (docs/providers.md)
 FORBIDDEN = frozenset("'\"")  # "cannot ... contain single or double quotes"
 
 SEND_CODES: dict[str, Answer] = {
@@ -41,6 +41,11 @@ SEND_CODES: dict[str, Answer] = {
 class ClubTexting(ProviderClient):
     name = "clubtexting"
     send_path = "/apisendmessage.php"
+    default_url = "https://app.clubtexting.com"
+    callbacks = (
+        CallbackRoute("keyword URL", "GET", "/hooks/{token}/clubtexting/keyword"),
+        CallbackRoute("inbox forwarding", "GET", "/hooks/{token}/clubtexting/inbox"),
+    )
 
     def check(self, sms: OutboundSms) -> Prepared:
         number = us_ten_digits(sms.to)

@@ -1,4 +1,4 @@
-"""Group Texting (seeds/001): send, credits, keywords (check, rent, setup) and buying credits.
+"""Group Texting's HTTP SMS API: send, credits, keywords (check, rent, setup), buying credits.
 
 Its rules live here: 10-digit numbers (-106), a 13-character subject, 160 characters for subject
 and message together where `~ @ # % + = / \\` and a line break count two, and a small charset.
@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..phones import us_ten_digits
-from .base import (
+from ...phones import us_ten_digits
+from ..base import (
     UNLISTED_NEGATIVE,
     UNREADABLE,
     Answer,
+    CallbackRoute,
     Category,
     OutboundSms,
     Outcome,
@@ -157,6 +158,11 @@ def check_text(parts: tuple[str, ...], what: str, limit: int) -> None:
 class GroupTexting(ProviderClient):
     name = "grouptexting"
     send_path = "/api/sending"
+    default_url = "https://app.grouptexting.com"
+    callbacks = (
+        CallbackRoute("keyword URL", "GET", "/hooks/{token}/grouptexting/keyword"),
+        CallbackRoute("forwarding URL", "GET", "/hooks/{token}/grouptexting/inbox"),
+    )
     has_balance = True
     max_connections = 2  # "no more than 2 simultaneous HTTP connections per second"
 

@@ -1,4 +1,4 @@
-"""TextingHouse — API SMS PRO (seeds/002): `sendsms`, `getstatus`, `getcredit`, the test number 999.
+"""TextingHouse — API SMS PRO: `sendsms`, `getstatus`, `getcredit`, the test number 999.
 
 Its rules live here: international digits without `+`, the GSM 03.38 character set of the
 document (extension characters count 2, > 160 splits into billed parts of 153), an 11-character
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
-from ..phones import TEST_NUMBER, international_digits
-from ..status import Status
-from ..text import GSM_BASIC, GSM_EXTENSION
-from .base import (
+from ...phones import international_digits
+from ...status import Status
+from ...text import GSM_BASIC, GSM_EXTENSION
+from ..base import (
     UNREADABLE,
     Answer,
+    CallbackRoute,
     Category,
     OutboundSms,
     Outcome,
@@ -27,13 +27,16 @@ from .base import (
     ProviderError,
     Reply,
     RuleViolation,
+    StatusLookup,
 )
 
+NAME = "textinghouse"
 PATH = "/http/v1/do"
+TEST_NUMBER = "999"  # §4.8: free, not E.164; its content is not taken into account
 STOP_MENTION = "STOP sms-s.top"
 MAX_CLIENT_ID = 32
 SINGLE, MULTI = 160, 153
-# The document's JavaScript pattern, plus the GSM 03.38 tables it cites (DESIGN.md §3).
+# The document's JavaScript pattern, plus the GSM 03.38 tables it cites (docs/providers.md).
 PATTERN_CHARS = frozenset(
     " 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZÄäàÅåÆæßÇèéÉìÖöòØøÑñÜüù"
     "#¤%&()*+,-./:;<>=§$!?£¿·@¡'\"\n[]{}~^|"
@@ -79,7 +82,7 @@ LOOKUP_CODES = {
     "202": "climsgid unknown",
     "300": "error processing request",
 }
-# Delivery status codes (seed §5.1) -> smsgate's status (DESIGN.md §2.4).
+# Delivery status codes (§5.1) -> smsgate's status (docs/contract.md, Statuses).
 STATUS_CODES: dict[str, tuple[Status, str]] = {
     "0": (Status.SENT, "processing in progress"),
     "1": (Status.SENT, "sent, awaiting final status"),
@@ -92,14 +95,7 @@ STATUS_CODES: dict[str, tuple[Status, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Lookup:
-    """A `getstatus` answer: `found` False means TextingHouse does not know the id (201/202)."""
-
-    found: bool
-    code: str
-    status: Status | None = None
-    reason: str = ""
+Lookup = StatusLookup  # a `getstatus` answer
 
 
 def map_status(code: str) -> tuple[Status, str] | None:
@@ -112,10 +108,18 @@ def parts(text: str) -> int:
 
 
 class TextingHouse(ProviderClient):
-    name = "textinghouse"
+    name = NAME
     send_path = PATH
+    default_url = "https://api.textinghouse.com"
+    callbacks = (
+        CallbackRoute("DLR callback", "POST", "/hooks/{token}/textinghouse/dlr"),
+        CallbackRoute("MO callback", "POST", "/hooks/{token}/textinghouse/mo"),
+    )
     has_balance = True
     has_status = True
+    test_number = TEST_NUMBER
+    holds_commercial = True  # §4.3: working days, in the day, recipient's local time
+    home_zone = ("Europe/Paris", "FR")  # its home: the test number's windows
     same_text_interval = 10  # code 350: one text per number per 10 seconds
 
     def check(self, sms: OutboundSms) -> Prepared:
