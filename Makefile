@@ -25,7 +25,7 @@ TEST_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
 # one pytest worker per core (`make test PYTEST_ARGS=` for a single process)
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install lint test build format clean run demo bench soak
+.PHONY: install lint test unit build format clean run demo bench soak
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ lint: $(VENV)/.installed $(SAM)
 
 test: lint
 	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier: pure logic (rules, codes, routing, statuses, windows), no moto, no simulator
+# (seconds). `make test` runs these and everything else.
+UNIT_TESTS := tests/test_rules.py tests/test_routing.py
+unit: $(VENV)/.installed
+	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m pytest $(UNIT_TESTS)
 
 build: $(SAM)
 	$(SAM) build

@@ -1,1 +1,1 @@
-"""smsgate's benchmarks (`make bench`) and reliability soak (`make soak`), issue 7."""
+"""smsgate's benchmarks (`make bench`) and reliability soak (`make soak`)."""

@@ -1,4 +1,4 @@
-"""`make bench`: smsgate's figures, each against a floor measured in the same run (issue 7).
+"""`make bench`: smsgate's figures, each against a floor measured in the same run.
 
 The parent process hosts AWS (moto server on a thread, Nagle off, as `make run` does) and the
 provider simulators; every handler runs in its own fresh subprocess (a "Lambda instance")

@@ -1,4 +1,4 @@
-"""`make soak`: smsgate's reliability counts (issue 7). Each check prints `N passed, N failed`;
+"""`make soak`: smsgate's reliability counts. Each check prints `N passed, N failed`;
 the exit status is non-zero when any check failed. Results: benchmarks/results/soak.json.
 
     python -m benchmarks.soak [--messages 1000] [--fault-messages 300] [--bodies 10000]

@@ -1,4 +1,4 @@
-"""Callbacks (issue 4): keyword submissions, inbox replies, receipts and inbound messages.
+"""Callbacks: keyword submissions, inbox replies, receipts and inbound messages.
 
 The real functions/callbacks/app.py behind a local API Gateway (REST proxy events, the
 template's routes), DynamoDB in moto built from template.yaml, and the simulators calling

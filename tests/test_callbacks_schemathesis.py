@@ -1,4 +1,4 @@
-"""Schemathesis over the callbacks API (issue 4), from the OpenAPI document the app generates.
+"""Schemathesis over the callbacks API, from the OpenAPI document the app generates.
 
 The real functions/callbacks/app.py behind the local API Gateway (the template's six routes),
 DynamoDB in moto built from template.yaml. Every case schemathesis generates is sent twice:

@@ -1,6 +1,6 @@
 """One kept-alive connection per provider client (Group Texting rate-limits parallel ones).
 
-The seed of Group Texting: no more than 2 simultaneous connections per second, HTTP 503 beyond;
+Group Texting's HTTP SMS API: no more than 2 simultaneous connections per second, HTTP 503 beyond;
 "Open Connection - Begin Loop - Make Request - Close Loop - Close Connection". The simulator
 counts the TCP connections it accepts and enforces that limit.
 """

@@ -1,4 +1,4 @@
-"""The scheduled credit check (issue 5, part 1) against the simulators, EMF output parsed."""
+"""The scheduled credit check against the simulators, EMF output parsed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Application events (issue 10): each event comes from the table change that causes it.
+"""Application events: each event comes from the table change that causes it.
 
 The changes are made by the real code paths (the send function against the simulators, the
 callbacks function over HTTP, the store, the CLI); their DynamoDB stream records are read

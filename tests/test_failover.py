@@ -1,4 +1,4 @@
-"""Failover and provider health (issue 8), through the real send handler, moto and the
+"""Failover and provider health, through the real send handler, moto and the
 provider simulators over HTTP.
 
 Every failover trigger and every non-trigger, the rules re-checked for the new provider, the

@@ -116,8 +116,8 @@ def test_send_is_sent_then_delivered_by_the_receipt(local: LocalStack) -> None:
 def test_a_send_and_its_receipt_are_exactly_two_status_events_on_the_bus(
     local: LocalStack,
 ) -> None:
-    """Issue 10: the tables' streams -> the events function -> the bus, read as an application
-    would (a rule -> SQS), and shown by the view."""
+    """Application events: the tables' streams -> the events function -> the bus, read as an
+    application would (a rule -> SQS), and shown by the view."""
     from smsgate_cli.bus import BusTap
 
     bus = local.info["event_bus_name"]

@@ -1,4 +1,4 @@
-"""Logs never hold personal data (issue 9): every handler path runs with the Powertools log
+"""Logs never hold personal data: every handler path runs with the Powertools log
 stream and stdout captured, and no full number (E.164 or a provider's form), message text,
 token, password or card number may appear. Numbers are logged masked (`smsgate.phones.mask`,
 re-exported by `smsgate.observability`)."""

@@ -1,4 +1,4 @@
-"""Operations (issue 5, parts 2-6): reconciliation of messages left sent or unknown, the
+"""Operations: reconciliation of messages left sent or unknown, the
 alarms and the dashboard of template.yaml.
 
 Reconciliation runs the real functions/reconcile/app.py against moto (tables from

@@ -1,4 +1,4 @@
-"""Personal data (issue 9): retention attributes, erasure (layer and CLI), the inbound-text
+"""Personal data: retention attributes, erasure (layer and CLI), the inbound-text
 sweep, encryption settings and no secret in environment variables or outputs."""
 
 from __future__ import annotations

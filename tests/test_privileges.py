@@ -1,4 +1,4 @@
-"""Least privilege (issue 9), derived from what each function really calls.
+"""Least privilege, derived from what each function really calls.
 
 Each function's handler runs over representative paths (SCENARIOS below) under moto, in
 process, while a botocore event hook records every AWS API call the process makes. Each call

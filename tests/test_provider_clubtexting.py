@@ -1,8 +1,9 @@
-"""Club Texting (seeds/000) through the real client, over real HTTP, against the simulator.
+"""Club Texting (Club Texting's API document) through the real client, over real HTTP, against the
+simulator.
 
-One table: (label, input, simulator set-up, expected request, expected outcome). Every send
-code of the seed appears with its outcome class; every rule at its boundary and one past it
-(a violation raises RuleViolation and no request reaches the simulator); every transport fault.
+One table: (label, input, simulator set-up, expected request, expected outcome). Every send code of
+the document appears with its outcome class; every rule at its boundary and one past it (a
+violation raises RuleViolation and no request reaches the simulator); every transport fault.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ OK = Out(K.SENT, C.ACCEPTED, "1", credit=999)
 DEFAULT = Sim()
 
 TABLE: list[tuple[str, OutboundSms, Sim, dict[str, str] | None, Out | Rule]] = [
-    # --- every code of the seed -------------------------------------------------------
+    # --- every code of the document ---------------------------------------------------
     ("1 sent", sms(), DEFAULT, req(), OK),
     ("1 sent express", sms(express=True), DEFAULT, req(express="1"), OK),
     ("1 sent with subject", sms(subject="News"), DEFAULT, req(subject="News"), OK),

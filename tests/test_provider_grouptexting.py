@@ -1,7 +1,8 @@
-"""Group Texting (seeds/001) through the real client, over real HTTP, against the simulator.
+"""Group Texting (Group Texting's HTTP SMS API) through the real client, over real HTTP, against
+the simulator.
 
-One table: (label, input, simulator set-up, expected request, expected outcome). Every code of
-the seed's send, credit check, keyword check, credit purchase, keyword rental and keyword setup
+One table: (label, input, simulator set-up, expected request, expected outcome). Every code of the
+document's send, credit check, keyword check, credit purchase, keyword rental and keyword setup
 appears with its outcome; every rule at its boundary and one past it (a violation raises
 RuleViolation and no request reaches the simulator); every transport fault.
 """
@@ -229,7 +230,7 @@ SETUP_ALL = {
 
 Row = tuple[str, Any, Sim, tuple[str, dict[str, str]] | None, Out | Returns | Fails | Rule]
 TABLE: list[Row] = [
-    # --- send: every code of the seed ---------------------------------------------------
+    # --- send: every code of the document -----------------------------------------------
     ("send 1 sent", Send(sms()), DEFAULT, sent(), OK),
     ("send 1 with subject", Send(sms(subject="News")), DEFAULT, sent(subject="News"), OK),
     ("send -1 wrong password", Send(sms()), WRONG, sent(), Out(K.RETRYABLE, C.AUTH, "-1", 1000)),

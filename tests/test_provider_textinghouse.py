@@ -1,10 +1,11 @@
-"""TextingHouse (seeds/002) through the real client, over real HTTP, against the simulator.
+"""TextingHouse (TextingHouse API SMS PRO) through the real client, over real HTTP, against the
+simulator.
 
 One table: (label, input, simulator set-up, expected request, expected outcome). Every answer of
-the seed's sendsms, getstatus (each status code, mapped to smsgate's Status, and each error) and
-getcredit appears with its outcome; every rule at its boundary and one past it (a violation
-raises RuleViolation and no request reaches the simulator); billed parts against the
-simulator's billing; every transport fault.
+the document's sendsms, getstatus (each status code, mapped to smsgate's Status, and each error)
+and getcredit appears with its outcome; every rule at its boundary and one past it (a violation
+raises RuleViolation and no request reaches the simulator); billed parts against the simulator's
+billing; every transport fault.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ CREDIT_REQ = {"cmd": "getcredit"}
 
 Row = tuple[str, Any, Sim, dict[str, Any] | None, Any]
 TABLE: list[Row] = [
-    # --- sendsms: every answer of the seed --------------------------------------------------
+    # --- sendsms: every answer of the document ----------------------------------------------
     ("ID: accepted", Send(sms()), DEFAULT, sent(), ok()),
     ("ID: with sender", Send(sms(sender="Acme")), DEFAULT, sent(**{"from": "Acme"}), ok()),
     (
@@ -276,7 +277,7 @@ TABLE: list[Row] = [
         sent("Été à Paris: 5€ @ £3 ¿ñ?"),
         ok(),
     ),
-    ("· (in the seed's pattern, not in GSM 03.38)", Send(sms("a·b")), DEFAULT, sent("a·b"), ok()),
+    ("· (document's pattern, not GSM 03.38)", Send(sms("a·b")), DEFAULT, sent("a·b"), ok()),
     ("non-GSM ж", Send(sms("привет жук")), DEFAULT, None, Rule("charset")),
     ("non-GSM emoji", Send(sms("hello 😀")), DEFAULT, None, Rule("charset")),
     ("160 → 1 part", Send(sms("a" * 160)), DEFAULT, sent("a" * 160), ok(1)),

@@ -1,4 +1,4 @@
-"""Inbound text retention (issue 9): the scheduled RetentionFunction and `smsgate retention`
+"""Inbound text retention: the scheduled RetentionFunction and `smsgate retention`
 share smsgate.retention; runs are bounded, idempotent and safe against each other; the local
 stack's Scheduler fires the function from the template; `--backfill` upgrades old items."""
 

@@ -1,4 +1,4 @@
-"""Routing rules (issue 8): the router alone — rule matching, weights, cheapest, named
+"""Routing rules: the router alone — rule matching, weights, cheapest, named
 providers and failover permission, and the rules document's validation."""
 
 from __future__ import annotations

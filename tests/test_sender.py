@@ -1,4 +1,4 @@
-"""The sender (issue 3): SQS batch -> providers, never twice, never lost, never to an opt-out.
+"""The sender: SQS batch -> providers, never twice, never lost, never to an opt-out.
 
 AWS is moto (tables and queue from template.yaml), the providers are the simulators over real
 HTTP; the handler is the real functions/send/app.py with Powertools' batch processor.

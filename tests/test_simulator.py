@@ -1,4 +1,5 @@
-"""The provider simulators against the seeds, over real HTTP (requests / http.client)."""
+"""The provider simulators against the providers' documents, over real HTTP (requests and
+http.client)."""
 
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ CT_CASES = [
     ("sent express", ct_fields(express="1"), None, "1"),
     ("sent, capitalised names", None, None, "1"),
     ("sent, no express", ct_fields(express=None), None, "1"),
-    ("number with the seed's leading space", ct_fields(phonenumber=" 2127846500"), None, "1"),
+    ("number with the document's leading space", ct_fields(phonenumber=" 2127846500"), None, "1"),
     ("130 characters", ct_fields(message="x" * 130), None, "1"),
     ("wrong password", ct_fields(pass_="nope"), None, "-1"),
     ("unknown user", ct_fields(user="nobody"), None, "-1"),
@@ -354,7 +355,7 @@ GT_OP_CASES = [
      {"user": USER, "pass": "x", "keyword": "MYKW"}, "rented", "-1"),
     ("setup: not rented", SETUP, "POST",
      {**AUTH, "keyword": "PIZZA"}, "rented", "-2"),
-    ("setup: no keyword (seed example)", SETUP, "POST",
+    ("setup: no keyword (document's example)", SETUP, "POST",
      {**AUTH, "group": "test", "url": "http://test.com/test"}, "rented", "-2"),
     ("setup: bad group", SETUP, "POST",
      {**AUTH, "keyword": "MYKW", "group": "a*b"}, "rented", "-3"),
@@ -541,7 +542,7 @@ TH_SEND_CASES = [
     ("sent", th_fields(), None, "ID"),
     ("sent with climsgid and from", th_fields(climsgid="FRS78913246", from_="Shop42"), None, "ID"),
     ("sent, GSM accents + extension", th_fields(txt="SMS accentué {ok} [€] ~^|\\ ΔΩ"), None, "ID"),
-    ("sent, seed pattern ·", th_fields(txt="a·b"), None, "ID"),
+    ("sent, document's pattern ·", th_fields(txt="a·b"), None, "ID"),
     ("commercial with STOP", th_fields(iscom="Y", txt="Sale! STOP sms-s.top"), None, "ID"),
     ("missing to", th_fields(to=None), None, E100),
     ("missing txt", th_fields(txt=None), None, E100),

@@ -1,4 +1,4 @@
-"""The SAM template keeps the rules DESIGN.md and the stack depend on.
+"""The SAM template keeps the rules docs/contract.md and the stack depend on.
 
 `sam validate --lint` runs from the Makefile (it needs the separate SAM CLI venv); cfn-lint
 runs here.
@@ -39,7 +39,8 @@ CALLBACK_ROUTES = {
     ("POST", "/hooks/{token}/textinghouse/mo"),
 }
 
-# DESIGN.md 2.2 and the functions' configuration: what every function is given.
+# docs/contract.md, Environment variables, and the functions' configuration: what every
+# function is given.
 GLOBAL_ENV = {
     "MESSAGES_TABLE",
     "STATUS_TABLE",
@@ -212,14 +213,14 @@ def key_schema(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 
 def test_tables_keys_follow_design(template: dict[str, Any]) -> None:
-    # DESIGN.md 2.3
+    # docs/contract.md, Tables
     tables = resources(template, "AWS::DynamoDB::Table")
     assert set(tables) == {"MessagesTable", "StatusTable", "OptOutsTable", "HealthTable"}
     expected = {
         "MessagesTable": [("id", "HASH")],
         "StatusTable": [("message_id", "HASH"), ("at", "RANGE")],
         "OptOutsTable": [("phone", "HASH")],
-        "HealthTable": [("provider", "HASH"), ("slot", "RANGE")],  # issue 8, smsgate.health
+        "HealthTable": [("provider", "HASH"), ("slot", "RANGE")],  # smsgate.health
     }
     for lid, keys in expected.items():
         p = props(template, lid)

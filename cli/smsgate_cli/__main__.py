@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "put a message (or a CSV of numbers) on the send queue",
         commands.cmd_send,
         description=(
-            "Validate a message against the queue contract (DESIGN.md 2.1), put the number in "
+            "Validate a message against the queue contract (docs/contract.md), put the number in "
             "E.164 and put it on the send queue; prints the message id (generated unless --id). "
             "With --file, every row of a CSV is a message: a header naming a number column "
             "(to, phone, number) and optionally text, id, provider, subject, sender columns, or "

@@ -128,7 +128,7 @@ def from_stack(name: str, region: str | None, profile: str | None) -> Target:
 
 
 def from_env(region: str | None, profile: str | None) -> Target | None:
-    """The functions' own variables (DESIGN.md §2.2), when set."""
+    """The functions' own variables (docs/contract.md, Environment variables), when set."""
     env = os.environ
     if not env.get("MESSAGES_TABLE"):
         return None

@@ -1,5 +1,5 @@
 """`smsgate providers` (each provider's health as the senders see it) and `smsgate routing`
-(show, check or set the routing rules) — issue 8."""
+(show, check or set the routing rules)."""
 
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ class LambdaContext:
 
 class Serialised:
     """A client whose calls run one at a time: in-process moto checks a condition and writes
-    without a lock (DESIGN.md §5), so two threads could both win a conditional write that real
-    DynamoDB would serialise."""
+    without a lock (CONTRIBUTING.md, Running things), so two threads could both win a conditional
+    write that real DynamoDB would serialise."""
 
     _lock = threading.RLock()
 

@@ -32,8 +32,8 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class MotoServer:
-    """moto server on a werkzeug thread: Nagle off (DESIGN §5), its socket closed on stop
-    (moto's ThreadedMotoServer leaves it open)."""
+    """moto server on a werkzeug thread: Nagle off (CONTRIBUTING.md, Running things), its socket
+    closed on stop (moto's ThreadedMotoServer leaves it open)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
         self.host, self.port = host, port
@@ -60,8 +60,8 @@ class MotoServer:
         dynamodb_lock = threading.Lock()
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:
-            # moto checks a DynamoDB condition, then writes, without a lock (DESIGN §5): two
-            # functions' threads could both win a conditional write that DynamoDB serialises.
+            # moto checks a DynamoDB condition, then writes, without a lock: two functions'
+            # threads could both win a conditional write that DynamoDB serialises.
             if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
                 with dynamodb_lock:
                     return list(moto_app(environ, start_response))

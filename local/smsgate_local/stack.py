@@ -219,7 +219,7 @@ class _Resolver:
             if key == "Fn::Or":
                 return any(self.resolve(v) for v in arg)
             if key.startswith("Fn::"):
-                raise KeyError(f"{key} is not supported by tests/stack.py")
+                raise KeyError(f"{key} is not supported by smsgate_local.stack")
         out = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v is not _NO_VALUE}
 

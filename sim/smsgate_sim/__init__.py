@@ -1,4 +1,4 @@
-"""Faithful local simulators of smsgate's three SMS providers (seeds 000-002).
+"""Faithful local simulators of smsgate's three SMS providers, built from their documents.
 
 Independent of the ``smsgate`` package on purpose: it models the providers, not smsgate.
 

@@ -1,8 +1,8 @@
-"""Club Texting (seed 000): ``/apisendmessage.php``, keyword and inbox forwarding.
+"""Club Texting per its API document: ``/apisendmessage.php``, keyword and inbox forwarding.
 
 Answers: ``1`` sent, ``-1`` bad user/pass, ``-2`` credit limit, ``-5`` local opt-out,
 ``-7`` invalid message (> 130 characters, or ``'``/``"`` in message or subject),
-``-10`` unknown error. Field names in any case (the seed's table capitalises them, its
+``-10`` unknown error. Field names in any case (the document's table capitalises them, its
 examples do not), as PHP reads them (``php_form``: a leading space dropped). Checks run in that
 order: auth, missing fields / malformed number or express (-10), message (-7), opt-out (-5),
 credit (-2).
@@ -72,7 +72,7 @@ class ClubTextingSim(InboundSim):
             phone, message = f.get("phonenumber"), f.get("message")
             if phone is None or message is None:
                 return UNKNOWN
-            phone = phone.strip()  # the seed's own example sends "phonenumber= 2127846500"
+            phone = phone.strip()  # the document's own example sends "phonenumber= 2127846500"
             if not _TEN_DIGITS.fullmatch(phone):
                 return UNKNOWN  # Club Texting has no code for a bad number
             express = f.get("express", "").strip()

@@ -1,7 +1,8 @@
-"""Group Texting (seed 001): sending, credit check, keyword check / rent / setup, buying credits.
+"""Group Texting per its HTTP SMS API: sending, credit check, keyword check / rent / setup,
+buying credits.
 
 Field names in any case, as PHP reads them (``php_form``: a leading space dropped, as in the
-seed's C# example). Paths with or without the trailing slash. Answers are bare codes in a
+document's C# example). Paths with or without the trailing slash. Answers are bare codes in a
 text/plain body; HTTP 503 when the client breaks the connection limit ("no more than 2
 simultaneous HTTP connections per second"), the request then not processed, and the client's
 address blocked for ``block_seconds`` ("To avoid having your IP blocked"): every request from it
@@ -300,7 +301,7 @@ class GroupTextingSim(InboundSim):
         phone, message = f.get("phonenumber"), f.get("message")
         if phone is None or message is None:
             return "-10"
-        phone = phone.strip()  # the seed's example sends "phonenumber= 2125551234"
+        phone = phone.strip()  # the document's example sends "phonenumber= 2125551234"
         if not _TEN_DIGITS.fullmatch(phone):
             return "-106"
         subject = f.get("subject", "")

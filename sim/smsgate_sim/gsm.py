@@ -2,8 +2,9 @@
 
 The simulator's own copy: it must not share code with the ``smsgate`` package it tests.
 
-TextingHouse's seed gives a JavaScript pattern of allowed characters and points at GSM 03.38.
-The simulator accepts their union (DESIGN §3): the pattern's characters, the GSM 03.38 basic
+TextingHouse API SMS PRO (§5.3) gives a JavaScript pattern of allowed characters and points at
+GSM 03.38. The simulator accepts their union, as smsgate does (docs/providers.md, The gaps the
+documents leave and how smsgate resolves them): the pattern's characters, the GSM 03.38 basic
 table and its extension table. Extension characters take two septets (escape + char).
 """
 
@@ -24,7 +25,7 @@ GSM_BASIC = frozenset(
 # GSM 03.38 extension table: form feed ^ { } \ [ ~ ] | €  (each costs 2 septets).
 GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
 
-# The seed's JavaScript pattern (section 5.3), character by character:
+# TextingHouse API SMS PRO's JavaScript pattern (§5.3), character by character:
 # /[ 0-9a-zA-ZÄäàÅåÆæßÇèéÉìÖöòØøÑñÜüù#¤%&()*+,\-./:;<>=§$!?£¿·@¡'"\n\[\]{}~^|]/
 SEED_PATTERN = frozenset(
     " 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -1,10 +1,10 @@
 """The HTTP machinery every provider simulator shares.
 
-One ``ThreadingHTTPServer`` per provider: HTTP/1.1 keep-alive, Nagle off and buffered writes
-(one flush per response, DESIGN §5), accepted connections counted, every request recorded,
-accounts, injected faults and forced answers, and a clock a test can move. Urlencoded fields
-are read the way the providers' PHP servers read them (``php_form``). A provider subclass only
-implements ``_process(request) -> Answer`` (and ``_init_state`` for its own state).
+One ``ThreadingHTTPServer`` per provider: HTTP/1.1 keep-alive, Nagle off and buffered writes (one
+flush per response: CONTRIBUTING.md, Running things), accepted connections counted, every request
+recorded, accounts, injected faults and forced answers, and a clock a test can move. Urlencoded
+fields are read the way the providers' PHP servers read them (``php_form``). A provider subclass
+only implements ``_process(request) -> Answer`` (and ``_init_state`` for its own state).
 """
 
 from __future__ import annotations
@@ -799,7 +799,7 @@ class ProviderSim:
             if json_body is not None:
                 resp = session.request(method, url, json=json_body, timeout=self.callback_timeout)
             else:
-                # Spaces as %20, like the seeds' example requests.
+                # Spaces as %20, like the providers' documents' example requests.
                 query = urllib.parse.urlencode(payload, quote_via=urllib.parse.quote)
                 sep = "&" if urllib.parse.urlsplit(url).query else "?"
                 resp = session.request(

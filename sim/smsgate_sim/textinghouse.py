@@ -1,16 +1,16 @@
-"""TextingHouse / API SMS PRO (seed 002): ``/http/v1/do`` with ``cmd`` sendsms, getstatus,
+"""TextingHouse / API SMS PRO: ``/http/v1/do`` with ``cmd`` sendsms, getstatus,
 getcredit; status (DLR) and MO callbacks as JSON POSTs.
 
 Parameter names are case sensitive (a wrong-case name is a missing parameter, ``ERR: 100``).
 Parameters come from the query string, an urlencoded body (names as PHP reads them,
-``php_form``) or a JSON object body (the seed's axios example posts JSON). Answers are plain
+``php_form``) or a JSON object body (the document's axios example posts JSON). Answers are plain
 text: ``ID:<api_id>``, a bare status code, a bare credit, or ``ERR: <code> | <text>``.
 
 Every command: missing user/pass (100), auth (101: user, password, or the account's IP lock,
 ``Account.allowed_ips``), missing or unknown ``cmd`` (100).
 
 sendsms checks, in order: missing (100), values (100: ``to`` not 3-15 digits, ``iscom`` not
-Y/N, ``climsgid`` > 32, a character outside the seed's pattern + GSM 03.38), commercial without
+Y/N, ``climsgid`` > 32, a character outside the document's pattern + GSM 03.38), commercial without
 ``STOP sms-s.top`` at the end (400), flood (350: same text to the same number accepted less than
 10 s ago), credit (104). A ``from`` outside the rules is replaced, the message sent. The test
 number 999 is free, its text not checked. ``ERR: 300`` (a processing error) only comes from

@@ -1,4 +1,4 @@
-"""The scheduled credit check (issue 5): every configured provider's balance as a metric.
+"""The scheduled credit check: every configured provider's balance as a metric.
 
 `CreditBalance` (dimension `Provider`) feeds the low-credit alarms, which treat missing data
 as breaching: a check that stops running alarms too. Club Texting's document has no balance

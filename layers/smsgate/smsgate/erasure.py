@@ -1,4 +1,4 @@
-"""Personal data: erase one number's data on request, and the inbound-text retention sweep.
+"""Personal data: erase one number's data on request.
 
 Erasure (`erase`) finds a number's messages with a Query on MessagesTable's `ByPhone` index
 (`phone` = the E.164 number of an outbound `to` or an inbound `from`), never a scan:
@@ -6,16 +6,17 @@ Erasure (`erase`) finds a number's messages with a Query on MessagesTable's `ByP
 - inbound messages are deleted with their status history (an inbound id is derived from the
   sender and the text, so keeping it would keep a pseudonym of the number);
 - outbound messages are anonymised: the number (`to`, `phone`), the text, subject, sender id
-  and readable error are removed and `erased_at` set; the record keeps its id, status,
-  provider and timestamps, so the id is still never sent twice (DESIGN.md 2.1) and the
-  history (statuses and provider codes only, no personal data) stays with it;
+  and readable error are removed and `erased_at` set; the record keeps its id, status, provider
+  and timestamps, so the id is still never sent twice (docs/contract.md, The send queue body)
+  and the history (statuses and provider codes only, no personal data) stays with it;
 - the opt-out, if any, is kept: it is what stops messages to that number;
 - an audit record goes into the status table under `message_id = "audit#erasure"`: when and
   how many items, never the number nor a hash of it.
 
 A message leaves the index once erased, so a second run finds nothing.
 
-Inbound text retention (InboundTextRetentionDays) is `smsgate.retention`.
+The inbound-text retention sweep (InboundTextRetentionDays), which removes the text of
+inbound messages past `text_expires_at`, is `smsgate.retention`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Application events (issue 10): the tables' changes, read from their DynamoDB streams, put on
+"""Application events: the tables' changes, read from their DynamoDB streams, put on
 the stack's EventBridge bus with `source` `smsgate`.
 
 The events come from the tables, never from extra calls on the send or callback paths, so a

@@ -1,4 +1,4 @@
-"""Provider health (issue 8), shared by every concurrent sender through DynamoDB.
+"""Provider health, shared by every concurrent sender through DynamoDB.
 
 The health table (`HEALTH_TABLE`, key `provider` + `slot`) holds, per provider:
 - `w#<epoch minute>` items: answers, errors and summed latency of that minute (TTL'd), so the

@@ -2,7 +2,7 @@
 
 The rules are a JSON document the user edits without a redeploy (the SSM parameter
 `ROUTING_PARAMETER`, read through Powertools with a short cache; its format and an example are
-in docs/contract.md, Routing rules). The first rule whose match holds for the message gives the
+in docs/contract.md, SSM parameters). The first rule whose match holds for the message gives the
 providers and their weights; with no matching rule (or no document) the stack's default
 provider carries everything.
 

@@ -1,10 +1,10 @@
-"""The sender: one SQS batch in, each message sent at most once, none lost (issue 3).
+"""The sender: one SQS batch in, each message sent at most once, none lost.
 
-Per record: parse the body (DESIGN.md §2.1), claim its id in the messages table, check the
-opt-out list (read once per batch), the provider's rules and the commercial window, send, and
-record the outcome. Only outcomes that certainly did not reach the provider are retried
-(through SQS, with a visibility timeout from the outcome's minimum delay); an outcome that may
-have reached it is recorded, never raised, so nothing is ever sent twice.
+Per record: parse the body (docs/contract.md, The send queue body), claim its id in the
+messages table, check the opt-out list (read once per batch), the provider's rules and the
+commercial window, send, and record the outcome. Only outcomes that certainly did not reach the
+provider are retried (through SQS, with a visibility timeout from the outcome's minimum delay);
+an outcome that may have reached it is recorded, never raised, so nothing is ever sent twice.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ ProviderName = Annotated[
 
 
 class QueueMessage(BaseModel):
-    """The send queue's message body (docs/contract.md, The queue body)."""
+    """The send queue's message body (docs/contract.md, The send queue body)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

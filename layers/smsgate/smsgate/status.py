@@ -1,4 +1,7 @@
-"""One status vocabulary for every provider (DESIGN.md §2.4); status only moves forward."""
+"""One status vocabulary for every provider; status only moves forward.
+
+The statuses and their order: docs/contract.md, Statuses.
+"""
 
 from __future__ import annotations
 

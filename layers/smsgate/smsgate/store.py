@@ -1,4 +1,4 @@
-"""DynamoDB: messages, their status history and opt-outs (DESIGN.md §2.3).
+"""DynamoDB: messages, their status history and opt-outs (docs/contract.md, Tables).
 
 Every status change goes through `advance`: one conditional update on the status rank plus the
 history item, in one transaction — so status only moves forward, a duplicate or late receipt

@@ -1,8 +1,9 @@
 """The contract every provider client keeps: validate, send, classify the answer into one Outcome.
 
-A provider module supplies its rules (`check`), its request (`send_fields`) and its codes (a small
-table of `Answer`s); this module owns the HTTP connection and the outcome classes, so the
-never-twice / never-lost logic upstream can treat every provider alike.
+A provider module supplies its rules and its request (`check`, which returns the request fields as
+`Prepared`) and its codes (`parse_send`, over a small table of `Answer`s); this module owns the
+HTTP connection and the outcome classes, so the never-twice / never-lost logic upstream can treat
+every provider alike.
 """
 
 from __future__ import annotations
