@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from smsgate.phones import InvalidNumber, to_e164
 from smsgate.providers import TEST_NUMBERS, GroupTexting, ProviderError, RuleViolation
-from smsgate.sender import QueueMessage
+from smsgate.queue_body import QueueMessage
 from smsgate.store import from_item, to_item
+from smsgate.validation import summarise
 
 from . import cards
 from .context import Context, Failure
@@ -48,14 +49,6 @@ class Out:
 # --------------------------------------------------------------------------- send
 
 
-def _summarise(exc: ValidationError) -> str:
-    """Pydantic's errors without the input values (they may hold the text or the number)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_input=False)
-    )
-
-
 def build_body(fields: dict[str, Any]) -> dict[str, Any]:
     """A queue body (docs/contract.md) from the given fields: validated with QueueMessage, the
     number in E.164, an id generated when none is given (so a resend is never a second SMS)."""
@@ -64,7 +57,7 @@ def build_body(fields: dict[str, Any]) -> dict[str, Any]:
     try:
         message = QueueMessage.model_validate(body)
     except ValidationError as exc:
-        raise Failure(f"invalid message: {_summarise(exc)}") from None
+        raise Failure(f"invalid message: {summarise(exc)}") from None
     test_number = message.to in TEST_NUMBERS and TEST_NUMBERS[message.to] == message.provider
     if not test_number:  # a provider's own free test number stays as it is
         try:

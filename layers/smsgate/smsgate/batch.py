@@ -21,20 +21,10 @@ from typing import Any
 from .clients import NoConnectionSlot
 from .observability import count, logger
 from .providers import PROVIDERS, is_test_number
+from .queue_body import BadBody, Job, parse
 from .retries import describe
-from .sender import (
-    DEADLINE_MARGIN_MS,
-    BadBody,
-    Done,
-    Forward,
-    Job,
-    Result,
-    Retry,
-    SendService,
-    backoff,
-    lane_route,
-    parse,
-)
+from .sender import DEADLINE_MARGIN_MS, SendService, backoff
+from .sending import Done, Forward, Result, Retry, lane_route
 from .status import Status
 
 SLOT_WAIT_SECONDS = 2.0  # how long a Group Texting sender waits for a connection slot

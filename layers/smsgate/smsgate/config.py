@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .providers import DEFAULT_PROVIDER, PROVIDERS
+from .validation import summarise
 
 DEFAULT_URLS = {name: cls.default_url for name, cls in PROVIDERS.items()}
 DEFAULT_WINDOWS = "mon-fri 08:00-20:00; sat 10:00-15:00"
@@ -97,10 +98,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid smsgate configuration: {problems}") from None
+        raise ConfigError(f"invalid smsgate configuration: {summarise(exc, 'settings')}") from None
 
 
 @lru_cache(maxsize=1)

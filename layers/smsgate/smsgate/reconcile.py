@@ -47,6 +47,7 @@ from .providers import PROVIDERS, OutcomeKind, ProviderError
 from .providers import StatusLookup as Lookup
 from .status import FINAL, Status
 from .store import Store, now_iso
+from .validation import summarise
 
 PAGE_LIMIT = 200  # messages read per run, at most
 MAX_LOOKUP_FAILURES = 3  # per provider and run; then the provider counts as down
@@ -100,10 +101,7 @@ class ReconcileSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = summarise(exc, "settings")
             raise ConfigError(f"invalid reconciliation settings: {problems}") from None
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .providers import PROVIDERS
+from .validation import summarise
 
 Weight = Annotated[float, Field(ge=0)]
 
@@ -90,11 +91,7 @@ class RoutingConfig(BaseModel):
         try:
             return cls.model_validate(document)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)
-            )
-            raise RoutingError(f"invalid routing rules: {problems}") from None
+            raise RoutingError(f"invalid routing rules: {summarise(exc, 'document')}") from None
 
     def price(self, provider: str) -> float | None:
         return self.prices.get(provider)

@@ -11,37 +11,22 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    StrictBool,
-    StrictStr,
-    StringConstraints,
-    ValidationError,
-    WithJsonSchema,
-)
-from pydantic_core import PydanticCustomError
 
 from . import commercial
 from .clients import ClientPool
 from .config import Settings
 from .health import HealthBoard, Verdict
-from .observability import count, logger, mask
-from .phones import InvalidNumber, to_e164
+from .observability import count, logger
 from .providers import (
-    PROVIDER_NAMES,
     PROVIDERS,
-    TEST_NUMBERS,
     OutboundSms,
     Outcome,
     OutcomeKind,
@@ -50,225 +35,33 @@ from .providers import (
     StatusLookup,
     is_test_number,
 )
-from .providers.base import Category, Prepared, ProviderError
+from .providers.base import Category, ProviderError
+from .queue_body import BadBody, Job, QueueMessage, parse
 from .retries import describe, with_retries
 from .routing import Plan, Router, RoutingConfig, estimated_cost
+from .sending import (
+    ROUTE_ATTRIBUTE,
+    Done,
+    Forward,
+    LaneChoice,
+    Option,
+    Refusal,
+    Result,
+    Retry,
+    Route,
+    Sending,
+)
 from .status import FINAL, Status
 from .store import Store, now_iso
 
-MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$", strict=True)]
-Text = Annotated[str, StringConstraints(strict=True)]
-MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+__all__ = ["BadBody", "Job", "QueueMessage", "SendService", "backoff", "parse"]
+
 MAX_VISIBILITY = 43_200  # SQS's ceiling for a visibility timeout (12 h)
 DEADLINE_MARGIN_MS = 3_000  # kept free after the slowest provider call, for the final write
 MAX_QUEUE_DELAY = 900  # SQS's ceiling for DelaySeconds (15 min)
 # Refusals after which another provider may carry the message: each says the provider (not the
 # message) is the problem, and each is definite — nothing was sent, so nothing can be sent twice.
 FAILOVER_CATEGORIES = frozenset({Category.AUTH, Category.CREDIT, Category.RATE_LIMIT})
-ROUTE_ATTRIBUTE = "smsgate-route"  # a lane message's providers and rule, from the router
-
-
-def _known_provider(value: str) -> str:
-    if value not in PROVIDERS:  # worded as pydantic words a Literal's refusal
-        names = [repr(n) for n in PROVIDER_NAMES]
-        expected = f"{', '.join(names[:-1])} or {names[-1]}"
-        raise PydanticCustomError(
-            "literal_error", "Input should be {expected}", {"expected": expected}
-        )
-    return value
-
-
-ProviderName = Annotated[
-    StrictStr,
-    AfterValidator(_known_provider),
-    WithJsonSchema({"type": "string", "enum": list(PROVIDER_NAMES)}),
-]
-
-
-class QueueMessage(BaseModel):
-    """The send queue's message body (docs/contract.md, The send queue body)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    to: Text
-    text: Text
-    provider: ProviderName | None = None
-    id: MessageId | None = None
-    subject: Text = ""
-    express: StrictBool = False
-    commercial: StrictBool = False
-    sender: Text | None = None
-    failover: StrictBool | None = None  # None: allowed unless `provider` is named
-
-
-@dataclass(frozen=True)
-class BadBody:
-    """A body that can never be sent: recorded `failed` under `id`, not retried."""
-
-    id: str
-    reason: str
-    provider: str | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    """One valid message of the batch, ready to claim."""
-
-    id: str
-    provider: str
-    to: str
-    message: QueueMessage = field(repr=False)
-    body: dict[str, Any] = field(repr=False)
-
-    def sms(self) -> OutboundSms:
-        m = self.message
-        return OutboundSms(self.id, self.to, m.text, m.subject, m.express, m.commercial, m.sender)
-
-
-@dataclass(frozen=True)
-class Option:
-    """A provider that can carry the message: configured, and its rules accept it."""
-
-    provider: str
-    client: ProviderClient = field(repr=False)
-    prepared: Prepared = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A provider that cannot carry the message, and why (the message's error if none can)."""
-
-    provider: str
-    code: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Route:
-    plan: Plan
-    ready: list[Option]
-    refused: list[Refusal]
-
-
-@dataclass(frozen=True)
-class LaneChoice:
-    """The router's decision: the lane, and the providers to try there and after, in order."""
-
-    provider: str
-    providers: tuple[str, ...]
-    rule: str
-
-
-@dataclass(frozen=True)
-class Forward:
-    """One message on its way to a lane: `key` names it in the batch."""
-
-    key: str
-    body: dict[str, Any]
-    providers: tuple[str, ...]
-    rule: str
-
-
-def lane_route(record: Mapping[str, Any]) -> tuple[tuple[str, ...], str] | None:
-    """The providers and rule the router gave a lane's record (None without them: a message
-    put on a lane by hand is routed as if it came from the send queue)."""
-    attribute = (record.get("messageAttributes") or {}).get(ROUTE_ATTRIBUTE) or {}
-    try:
-        value = json.loads(attribute.get("stringValue") or "")
-        providers = tuple(str(p) for p in value["providers"] if p in PROVIDERS)
-        return (providers, str(value.get("rule") or "")) if providers else None
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-@dataclass
-class Sending:
-    """One claimed message on its way out: the lease, the history it starts with, and every
-    provider attempt so far (kept on the record as `provider_attempts`)."""
-
-    job: Job
-    lease: str
-    queued: list[tuple[Status, str, str]]
-    receive_count: int
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    rule: str = ""
-    recorded: str = ""  # the provider the record names (a retry may have named another)
-    requested: bool = False  # a provider request has started: the lease is never given back
-    lane: str | None = None  # the lane this message is sent from (None: no lanes)
-
-    @property
-    def id(self) -> str:
-        return self.job.id
-
-    @property
-    def provider(self) -> str:
-        return self.job.provider
-
-    def facts(self) -> dict[str, Any]:
-        """Routing facts every write of the outcome carries."""
-        facts: dict[str, Any] = {"provider": self.provider}
-        if self.attempts:
-            facts["provider_attempts"] = self.attempts
-        if self.rule:
-            facts["route"] = self.rule
-        return facts
-
-    def log(self, **extra: Any) -> dict[str, Any]:
-        return {"message_id": self.id, "provider": self.provider, "to": mask(self.job.to), **extra}
-
-
-@dataclass(frozen=True)
-class Done:
-    """The record is finished with: delete it from the queue."""
-
-    status: str
-    code: str = ""
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Give the record back to SQS; it reappears after `delay` seconds."""
-
-    delay: int
-    reason: str
-
-
-Result = Done | Retry
-
-
-def _summarise(exc: ValidationError) -> str:
-    """Pydantic's errors without the input values (they may hold the text or the number)."""
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def parse(body: str, sqs_message_id: str, default_provider: str) -> Job | BadBody:
-    """Read one SQS body; every way it can be wrong becomes a BadBody with a clear reason."""
-    fallback_id = sqs_message_id.replace("-", "")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, TypeError):
-        return BadBody(fallback_id, "body is not JSON")
-    if not isinstance(data, dict):
-        return BadBody(fallback_id, "body is not a JSON object")
-    raw_id = data.get("id")
-    usable_id = raw_id if isinstance(raw_id, str) and MESSAGE_ID.fullmatch(raw_id) else None
-    message_id = usable_id or fallback_id
-    provider_hint = data.get("provider") if data.get("provider") in PROVIDERS else None
-    try:
-        message = QueueMessage.model_validate(data)
-    except ValidationError as exc:
-        return BadBody(message_id, f"invalid message: {_summarise(exc)}", provider_hint)
-    provider = message.provider or default_provider
-    try:
-        own_test_number = TEST_NUMBERS.get(message.to) == provider
-        to = message.to if own_test_number else to_e164(message.to)
-    except InvalidNumber as exc:
-        return BadBody(message_id, f"invalid message: to: {exc}", provider)
-    return Job(message_id, provider, to, message, {**data, "id": message_id})
 
 
 class SendService:
