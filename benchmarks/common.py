@@ -64,16 +64,9 @@ def secret() -> dict[str, Any]:
 
 def clear_caches() -> None:
     """Process-wide caches back to empty, as in a new Lambda instance."""
-    from aws_lambda_powertools.utilities import parameters
+    from smsgate import wiring
 
-    from smsgate import config, wiring
-
-    config.settings.cache_clear()
-    for name in ("store", "send_service", "callback_service", "credit_service"):
-        fn = getattr(wiring, name, None)
-        if fn is not None and hasattr(fn, "cache_clear"):
-            fn.cache_clear()
-    parameters.clear_caches()
+    wiring.new_instance()
 
 
 def Context() -> LambdaContext:

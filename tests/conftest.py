@@ -86,18 +86,9 @@ def _clear_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-    from smsgate import config, wiring
-    from smsgate.batch import close_executors
+    from smsgate import wiring
 
-    close_executors()  # each test's consumers start with fresh send pools
-    config.settings.cache_clear()
-    wiring.store.cache_clear()
-    wiring.send_service.cache_clear()
-    wiring.callback_service.cache_clear()
-    wiring.credit_service.cache_clear()
-    wiring.routing.cache_clear()
-    wiring.health_board.cache_clear()
-    parameters.clear_caches()
+    wiring.new_instance()  # each test's consumers start with fresh send pools
     # Powertools would build each provider on a new boto3 session, loading its service model
     # from disk (~50 ms a test); boto3's default session keeps the models it loaded.
     session = boto3._get_default_session()

@@ -615,25 +615,9 @@ def _json_message(record: logging.LogRecord) -> bool:
 
 def _clear_smsgate_caches() -> None:
     with contextlib.suppress(ImportError):
-        from aws_lambda_powertools.utilities import parameters
+        from smsgate import wiring
 
-        from smsgate import config, wiring
-        from smsgate.batch import close_executors
-
-        close_executors()  # the send instances' worker threads end with the stack
-
-        config.settings.cache_clear()
-        for name in (
-            "store",
-            "send_service",
-            "callback_service",
-            "credit_service",
-            "event_publisher",
-        ):
-            fn = getattr(wiring, name, None)
-            if fn is not None and hasattr(fn, "cache_clear"):
-                fn.cache_clear()
-        parameters.clear_caches()
+        wiring.new_instance()  # the send instances' worker threads end with the stack
 
 
 # --------------------------------------------------------------------------- control

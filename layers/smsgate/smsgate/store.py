@@ -190,8 +190,9 @@ class Store:
         return self._update_if_leased(message_id, lease, {**attrs, "lease": ""})
 
     def set_attrs(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
-        """Record facts (provider id, parts) without touching the status."""
-        return self._update_if_leased(message_id, lease, {**attrs, "lease": ""})
+        """Record facts (provider id, parts) without touching the status; the lease goes
+        with them (the message is settled)."""
+        return self.release(message_id, lease, attrs)
 
     def note(self, message_id: str, lease: str, attrs: Mapping[str, Any]) -> bool:
         """Record facts while keeping the lease (the provider a failover moves to, before its

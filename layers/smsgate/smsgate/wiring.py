@@ -159,3 +159,31 @@ def event_publisher() -> Any:
         raise ConfigError("invalid smsgate configuration: EVENT_BUS_NAME is not set")
     client = boto3.client("events", config=Config(retries={"mode": "standard", "max_attempts": 5}))
     return Publisher(client, config.event_bus_name, config.messages_table, config.optouts_table)
+
+
+BUILT_ONCE = (
+    store,
+    routing,
+    health_board,
+    send_service,
+    callback_service,
+    credit_service,
+    reconcile_service,
+    event_publisher,
+)
+
+
+def new_instance() -> None:
+    """Forget everything built once per process, as a new Lambda instance would start: the
+    settings, the services, the send pools, Powertools' cached secret and parameters. (The
+    tests, the local stack and the benchmarks start each instance with it.)"""
+    from aws_lambda_powertools.utilities import parameters
+
+    from .batch import close_executors
+    from .config import settings as settings_of_this_process
+
+    close_executors()
+    settings_of_this_process.cache_clear()
+    for built in BUILT_ONCE:
+        built.cache_clear()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
