@@ -248,6 +248,19 @@ def negative_code(body: str) -> str | None:
     return code if code[:1] == "-" and code[1:].isdigit() and len(code) <= 8 else None
 
 
+def bare_code_answer(body: str, codes: Mapping[str, Answer]) -> Outcome:
+    """The outcome of an answer that is a bare code (Club Texting, Group Texting): its row of
+    `codes`; else an unlisted negative code, a refusal; else unreadable (never kept: an
+    undocumented body may echo anything)."""
+    code = body.strip()
+    if code in codes:
+        return Outcome.from_answer(code, codes[code])
+    unlisted = negative_code(code)
+    if unlisted is not None:
+        return Outcome.from_answer(unlisted, UNLISTED_NEGATIVE)
+    return Outcome.from_answer("unreadable", UNREADABLE)
+
+
 # Answers every provider can give through HTTP itself, before its own codes apply.
 RATE_LIMITED = Answer(
     OutcomeKind.RETRYABLE, Category.RATE_LIMIT, "provider is rate limiting (HTTP 503)", 2

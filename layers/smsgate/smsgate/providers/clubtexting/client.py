@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from ...phones import us_ten_digits
 from ..base import (
-    UNLISTED_NEGATIVE,
-    UNREADABLE,
     Answer,
     CallbackRoute,
     Category,
@@ -18,7 +16,7 @@ from ..base import (
     ProviderClient,
     Reply,
     RuleViolation,
-    negative_code,
+    bare_code_answer,
 )
 
 MAX_MESSAGE = 130  # characters of the message; the subject is not counted (docs/providers.md)
@@ -74,11 +72,4 @@ class ClubTexting(ProviderClient):
         return Prepared(fields, segments=1)
 
     def parse_send(self, reply: Reply) -> Outcome:
-        code = reply.body.strip()
-        if code in SEND_CODES:
-            return Outcome.from_answer(code, SEND_CODES[code])
-        unlisted = negative_code(code)
-        if unlisted is not None:
-            return Outcome.from_answer(unlisted, UNLISTED_NEGATIVE)
-        # never keep an undocumented body: it may echo anything
-        return Outcome.from_answer("unreadable", UNREADABLE)
+        return bare_code_answer(reply.body, SEND_CODES)

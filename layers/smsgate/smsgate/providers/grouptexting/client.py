@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from ...phones import us_ten_digits
 from ..base import (
-    UNLISTED_NEGATIVE,
     UNREADABLE,
     Answer,
     CallbackRoute,
@@ -24,7 +23,7 @@ from ..base import (
     ProviderError,
     Reply,
     RuleViolation,
-    negative_code,
+    bare_code_answer,
 )
 
 MAX_SUBJECT = 13
@@ -193,14 +192,7 @@ class GroupTexting(ProviderClient):
         return Prepared(fields, segments=1)
 
     def parse_send(self, reply: Reply) -> Outcome:
-        code = reply.body.strip()
-        if code in SEND_CODES:
-            return Outcome.from_answer(code, SEND_CODES[code])
-        unlisted = negative_code(code)
-        if unlisted is not None:
-            return Outcome.from_answer(unlisted, UNLISTED_NEGATIVE)
-        # never keep an undocumented body: it may echo anything
-        return Outcome.from_answer("unreadable", UNREADABLE)
+        return bare_code_answer(reply.body, SEND_CODES)
 
     # --- account operations -------------------------------------------------------------
 
