@@ -165,11 +165,11 @@ def faults(env: Env, n: int, rate: float = 0.30, budget_s: float = 240.0) -> dic
     """30 % of TextingHouse requests hit a fault (503, reset before the request, hang after
     it, garbage body); a poller runs the real queue (visibility and redrive honoured) until
     it drains. Every tenth message is a flood twin (350). Retry delays are scaled down 10x,
-    never under the outcome's own minimum (smsgate.sender.backoff patched in this process
+    never under the outcome's own minimum (smsgate.send.outcomes.backoff patched in this process
     only), so that the soak takes minutes, not hours."""
     import boto3
 
-    from smsgate import sender
+    from smsgate.send import outcomes as sender
 
     send = _send_handler(env)
     sqs = boto3.client("sqs")
@@ -388,7 +388,7 @@ def bad_bodies(env: Env, total: int) -> dict[str, Any]:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
-    from smsgate.sender import BadBody, parse
+    from smsgate.send import BadBody, parse
 
     send = _send_handler(env)
     stats: Counter[str] = Counter()

@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from conftest import CALLBACK_TOKEN, LambdaContext, _clear_caches, load_function
 from sqs_source import receive_event
 
+from smsgate.store import Transition
 from smsgate_local.runtime import streams_client
 
 MAX_RECEIVES = 5  # the template's maxReceiveCount
@@ -851,10 +852,12 @@ def test_a_delivery_receipt_is_applied_once_through_every_fault(
         )
         store.advance(
             c.message_id,
-            Status.SENT,
-            source="send",
-            attrs={"provider_message_id": f"api-{c.message_id}"},
-            lease=claim.lease,
+            Transition(
+                Status.SENT,
+                source="send",
+                attrs={"provider_message_id": f"api-{c.message_id}"},
+                lease=claim.lease,
+            ),
         )
 
     def make(k: int) -> Callback:

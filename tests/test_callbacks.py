@@ -19,6 +19,7 @@ from conftest import CALLBACK_TOKEN, LambdaContext, load_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smsgate.store import Transition
 from smsgate_local.stack import load_template, resources_of_type
 
 ROUTES_SPEC = {
@@ -421,7 +422,7 @@ def test_receipt_before_the_senders_record_wins(stack: Any, callbacks: Any) -> N
     )
     assert answer["statusCode"] == 200
     # the sender's own `sent` write comes after: it must not downgrade the message
-    assert not store.advance("early", Status.SENT, source="send", lease=lease)
+    assert not store.advance("early", Transition(Status.SENT, source="send", lease=lease))
     assert store.get_message("early")["status"] == "delivered"
 
 
@@ -431,7 +432,9 @@ def test_receipt_found_by_provider_id_alone(stack: Any, callbacks: Any) -> None:
 
     claim("byapi")
     store = wiring.store()
-    store.advance("byapi", Status.SENT, source="send", attrs={"provider_message_id": "api-77"})
+    store.advance(
+        "byapi", Transition(Status.SENT, source="send", attrs={"provider_message_id": "api-77"})
+    )
     callbacks(dlr_event({"apimsgid": "api-77", "climsgid": "", "status": "4"}), LambdaContext())
     assert store.get_message("byapi")["status"] == "undelivered"
 
@@ -466,7 +469,9 @@ def test_receipt_with_an_unlisted_status_is_answered_2xx_and_kept(
 
     store = wiring.store()
     claim("odd")
-    store.advance("odd", Status.SENT, source="send", attrs={"provider_message_id": "api-odd"})
+    store.advance(
+        "odd", Transition(Status.SENT, source="send", attrs={"provider_message_id": "api-odd"})
+    )
     before = store.get_message("odd")
     for _ in range(2):  # a resend writes nothing new
         answer = callbacks(

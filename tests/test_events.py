@@ -28,7 +28,7 @@ from test_cli import stack_file
 
 from smsgate import events as ev
 from smsgate.status import Status
-from smsgate.store import Store
+from smsgate.store import Store, Transition
 from smsgate_cli.__main__ import main as cli_main
 from smsgate_cli.bus import BusTap
 from smsgate_local.harness import LambdaContext
@@ -199,9 +199,9 @@ def test_undelivered_receipt_carries_no_stale_error(
     stack: Any, store: Store, pump: Pump, bus: BusTap
 ) -> None:
     store.claim("m-und", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
-    store.advance("m-und", Status.UNKNOWN, source="send", attrs={"error_code": "timeout",
-                  "error": "no answer"})  # fmt: skip
-    store.advance("m-und", Status.DELIVERED, source="dlr", raw="3")
+    store.advance("m-und", Transition(Status.UNKNOWN, source="send", attrs={"error_code": "timeout",
+                  "error": "no answer"}))  # fmt: skip
+    store.advance("m-und", Transition(Status.DELIVERED, source="dlr", raw="3"))
     pump()
     events = drain(bus)
     assert changes(events, "m-und") == [("queued", "unknown"), ("unknown", "delivered")]
@@ -236,22 +236,24 @@ def test_rejected_and_status_keeping_writes_give_no_event(
     claim = store.claim("m-rej", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
     store.release("m-rej", claim.lease, {"error_code": "http_503", "error": "rate limited"})
     claim = store.claim("m-rej", {}, 30)
-    assert store.advance("m-rej", Status.SENT, source="send", lease=claim.lease)
-    assert store.set_attrs("m-rej", claim.lease, {"segments": 2}) is False  # lease released
-    assert store.advance("m-rej", Status.DELIVERED, source="dlr", raw="3")
+    assert store.advance("m-rej", Transition(Status.SENT, source="send", lease=claim.lease))
+    assert store.release("m-rej", claim.lease, {"segments": 2}) is False  # lease released
+    assert store.advance("m-rej", Transition(Status.DELIVERED, source="dlr", raw="3"))
     pump()
     assert changes(drain(bus), "m-rej") == [("queued", "sent"), ("sent", "delivered")]
     # duplicate, regressing, wrong provider (a failed conditional write), final already
-    assert not store.advance("m-rej", Status.DELIVERED, source="dlr", raw="3")
-    assert not store.advance("m-rej", Status.SENT, source="dlr", raw="1")
-    assert not store.advance("m-rej", Status.UNDELIVERED, source="dlr", expect_provider="x")
+    assert not store.advance("m-rej", Transition(Status.DELIVERED, source="dlr", raw="3"))
+    assert not store.advance("m-rej", Transition(Status.SENT, source="dlr", raw="1"))
+    assert not store.advance(
+        "m-rej", Transition(Status.UNDELIVERED, source="dlr", expect_provider="x")
+    )
     assert not store.claim("m-rej", {}, 30).won
     assert pump() == 0
     assert drain(bus) == []
     # and the stream is still read: the next accepted change is there (moto rebuilt the table
     # when it rolled the rejected transactions back)
     store.claim("m-rej2", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
-    assert store.advance("m-rej2", Status.FAILED, source="cancel", raw="cancelled")
+    assert store.advance("m-rej2", Transition(Status.FAILED, source="cancel", raw="cancelled"))
     assert pump() > 0
     assert changes(drain(bus), "m-rej2") == [("queued", "failed")]
 
@@ -340,7 +342,7 @@ def test_a_redelivered_batch_gives_the_same_event_ids(
     stack: Any, store: Store, handler: Any, bus: BusTap
 ) -> None:
     store.claim("m-dup", {"direction": "out", "provider": "grouptexting", "to": US}, 30)
-    store.advance("m-dup", Status.SENT, source="send")
+    store.advance("m-dup", Transition(Status.SENT, source="send"))
     store.add_opt_out(US, "manual")
     event = {"Records": read_all(stack)}
     assert handler(event, LambdaContext()) == {"batchItemFailures": []}
@@ -387,7 +389,7 @@ class Refusing:
 def status_records(store: Store, stack: Any, n: int) -> list[dict[str, Any]]:
     for i in range(n):
         store.claim(f"m{i:02}", {"direction": "out", "provider": "textinghouse", "to": FR}, 30)
-        store.advance(f"m{i:02}", Status.SENT, source="send")
+        store.advance(f"m{i:02}", Transition(Status.SENT, source="send"))
     return read_all(stack)
 
 
@@ -449,7 +451,7 @@ def test_logs_hold_no_number_and_no_text(
 
     store.claim("m-log", {"direction": "out", "provider": "textinghouse", "to": FR,
                           "text": "Secret words"}, 30)  # fmt: skip
-    store.advance("m-log", Status.SENT, source="send")
+    store.advance("m-log", Transition(Status.SENT, source="send"))
     store.add_opt_out(US, "manual")
     records = read_all(stack)
     handler({"Records": records}, LambdaContext())

@@ -99,9 +99,10 @@ def test_callback_routes(stack: Any, hooks: str, log_stream: Any, capsys: Any) -
     claim = store.claim("o1", {"direction": "out", "provider": "textinghouse", "to": FR,
                                "text": TEXT}, 30)  # fmt: skip
     from smsgate.status import Status
+    from smsgate.store import Transition
 
-    store.advance("o1", Status.SENT, source="send", lease=claim.lease,
-                  attrs={"provider_message_id": "api1"})  # fmt: skip
+    store.advance("o1", Transition(Status.SENT, source="send", lease=claim.lease,
+                                   attrs={"provider_message_id": "api1"}))  # fmt: skip
     for provider in ("clubtexting", "grouptexting"):
         for kind, fields in (("keyword", {"PhoneNumber": US[2:], "Message": "STOP"}),
                              ("inbox", {"from": US2[2:], "message": TEXT})):  # fmt: skip
@@ -124,11 +125,12 @@ def test_callback_routes(stack: Any, hooks: str, log_stream: Any, capsys: Any) -
 def test_credit_check_and_reconcile(stack: Any, sims: Any, log_stream: Any, capsys: Any) -> None:
     from smsgate import wiring
     from smsgate.status import Status
+    from smsgate.store import Transition
 
     store = wiring.store()
     claim = store.claim("r1", {"direction": "out", "provider": "textinghouse", "to": FR,
                                "text": TEXT}, 30)  # fmt: skip
-    store.advance("r1", Status.UNKNOWN, source="send", lease=claim.lease)
+    store.advance("r1", Transition(Status.UNKNOWN, source="send", lease=claim.lease))
     boto3.client("dynamodb").update_item(  # make it old enough to reconcile
         TableName=stack.tables["MessagesTable"], Key={"id": {"S": "r1"}},
         UpdateExpression="SET pending_at = :old",

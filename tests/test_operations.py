@@ -21,6 +21,7 @@ import pytest
 from conftest import LambdaContext, load_function
 from sqs_source import poll_once, send_bodies
 
+from smsgate.store import Transition
 from smsgate_local.stack import ROOT, load_template, resources_of_type
 
 PROVIDERS = ("clubtexting", "grouptexting", "textinghouse")
@@ -96,17 +97,16 @@ def record(
     if status == "sent":
         attrs = {"provider_message_id": provider_message_id, "sent_at": now_iso()}
         assert store.advance(
-            message_id, Status.SENT, source="send", raw="ID", attrs=attrs, lease=claim.lease
+            message_id,
+            Transition(Status.SENT, source="send", raw="ID", attrs=attrs, lease=claim.lease),
         )
     else:
         attrs = {"error_code": "no_answer", "error": "no answer within 1 s"}
         assert store.advance(
             message_id,
-            Status.UNKNOWN,
-            source="send",
-            raw="no_answer",
-            attrs=attrs,
-            lease=claim.lease,
+            Transition(
+                Status.UNKNOWN, source="send", raw="no_answer", attrs=attrs, lease=claim.lease
+            ),
         )
 
 
@@ -174,9 +174,9 @@ def test_waiting_statuses_enter_the_index_and_final_ones_leave_it(stack: Any) ->
     record("w1", "clubtexting", "sent")
     m = message(stack, "w1")
     assert m["pending"] == "sent" and m["pending_at"] == m["status_at"]
-    assert wiring.store().advance("w1", Status.UNKNOWN, source="send")
+    assert wiring.store().advance("w1", Transition(Status.UNKNOWN, source="send"))
     assert message(stack, "w1")["pending"] == "unknown"
-    assert wiring.store().advance("w1", Status.DELIVERED, source="dlr")
+    assert wiring.store().advance("w1", Transition(Status.DELIVERED, source="dlr"))
     assert "pending" not in message(stack, "w1") and "pending_at" not in message(stack, "w1")
 
 
@@ -299,7 +299,7 @@ def test_a_late_receipt_still_settles_a_message_left_unknown(
     run(reconcile, service)
     assert message(stack, "late")["status"] == "unknown"
     assert wiring.store().advance(
-        "late", Status.DELIVERED, source="dlr", raw="3", expect_provider="textinghouse"
+        "late", Transition(Status.DELIVERED, source="dlr", raw="3", expect_provider="textinghouse")
     )
     assert message(stack, "late")["status"] == "delivered"
 

@@ -17,7 +17,7 @@ from test_cli import Run, runner, stack_file
 from smsgate.erasure import AUDIT_ID, erase
 from smsgate.retention import strip_inbound_text
 from smsgate.status import Status
-from smsgate.store import DAY, Store, from_item, now_iso
+from smsgate.store import DAY, Store, Transition, from_item, now_iso
 from smsgate_local.stack import function_env, function_ids, load_template
 
 FR, US = "+33612345678", "+12125550111"
@@ -42,14 +42,14 @@ def outbound(store: Store, message_id: str, to: str, text: str = "Bonjour") -> N
     claim = store.claim(message_id, {"direction": "out", "provider": "textinghouse", "to": to,
                                      "text": text}, 30)  # fmt: skip
     assert claim.won
-    store.advance(message_id, Status.SENT, source="send", lease=claim.lease,
-                  attrs={"provider_message_id": f"p-{message_id}"})  # fmt: skip
+    store.advance(message_id, Transition(Status.SENT, source="send", lease=claim.lease,
+        attrs={"provider_message_id": f"p-{message_id}"}))  # fmt: skip
 
 
 def inbound(store: Store, message_id: str, sender: str, text: str = "STOP") -> None:
     record = {"direction": "in", "provider": "textinghouse", "from": sender, "text": text,
               "created_at": now_iso()}  # fmt: skip
-    assert store.advance(message_id, Status.RECEIVED, source="mo", create=record)
+    assert store.advance(message_id, Transition(Status.RECEIVED, source="mo", create=record))
 
 
 # --------------------------------------------------------------------------- retention
@@ -61,8 +61,8 @@ def test_store_sets_phone_and_expiry_on_every_item(store: Store, stack: Any) -> 
     before = int(time.time())
     outbound(store, "out1", FR)
     inbound(store, "in1", US)
-    store.advance("bad1", Status.FAILED, source="send", raw="invalid_body",
-                  create={"direction": "out", "created_at": now_iso()})  # fmt: skip
+    store.advance("bad1", Transition(Status.FAILED, source="send", raw="invalid_body",
+        create={"direction": "out", "created_at": now_iso()}))  # fmt: skip
     store.keep_unmatched_receipt("textinghouse", "p-x", "", "3")
     messages = {m["id"]: m for m in scan(stack.tables["MessagesTable"])}
     for item in [*messages.values(), *scan(stack.tables["StatusTable"])]:

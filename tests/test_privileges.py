@@ -53,6 +53,7 @@ from botocore.handlers import BUILTIN_HANDLERS
 from conftest import CALLBACK_TOKEN, LambdaContext, load_function
 from sqs_source import poll_once, send_bodies
 
+from smsgate.store import Transition
 from smsgate_local.stack import _Resolver, function_ids, load_template
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -352,8 +353,8 @@ def sent(paths: Paths, message_id: str, to: str, status: Any = None) -> None:
     store = paths.store
     claim = store.claim(message_id, {"direction": "out", "provider": "textinghouse", "to": to,
                                      "text": "x"}, 30)  # fmt: skip
-    store.advance(message_id, status or Status.SENT, source="send", lease=claim.lease,
-                  attrs={"provider_message_id": f"api-{message_id}"})  # fmt: skip
+    store.advance(message_id, Transition(status or Status.SENT, source="send", lease=claim.lease,
+        attrs={"provider_message_id": f"api-{message_id}"}))  # fmt: skip
 
 
 @scenario("SendFunction")
@@ -434,7 +435,7 @@ def retention_paths(paths: Paths) -> None:
 
     record = {"direction": "in", "provider": "textinghouse", "from": US, "text": "hi",
               "created_at": now_iso()}  # fmt: skip
-    assert paths.store.advance("in1", Status.RECEIVED, source="mo", create=record)
+    assert paths.store.advance("in1", Transition(Status.RECEIVED, source="mo", create=record))
     boto3.client("dynamodb").update_item(  # due now
         TableName=paths.stack.tables["MessagesTable"], Key={"id": {"S": "in1"}},
         UpdateExpression="SET text_expires_at = :due",

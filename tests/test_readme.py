@@ -26,12 +26,10 @@ def test_the_module_map_names_every_module_and_only_those() -> None:
     section = module_map()
     named = set(re.findall(r"`([a-z_]+(?:\.py|/))`", section))
     modules = {p.name for p in LAYER.glob("*.py") if p.name != "__init__.py"}
-    packages = {
-        f"{p.name}/" for p in (LAYER / "providers").iterdir() if (p / "__init__.py").exists()
-    }
-    provider_modules = {p.name for p in (LAYER / "providers").glob("*.py")}
-    in_packages = {p.name for p in (LAYER / "providers").glob("*/*.py") if p.name != "__init__.py"}
-    expected = modules | packages | provider_modules | in_packages | {"providers/"}
+    # the layer's packages (providers/, send/, store/) and the providers' own
+    packages = {f"{p.parent.name}/" for p in LAYER.glob("*/**/__init__.py")}
+    in_packages = {p.name for p in LAYER.glob("*/**/*.py") if p.name != "__init__.py"}
+    expected = modules | packages | in_packages
     assert expected - named == set(), "modules the README's map leaves out"
     others = {"app.py", "docs/", "benchmarks/", "tests/", "events/"}  # the top-level folders
     assert named - expected - others == set(), "names in the map that are not modules"

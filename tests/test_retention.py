@@ -18,7 +18,7 @@ from test_cli import Run, runner, stack_file
 from smsgate.erasure import erase
 from smsgate.retention import MARGIN_MS, backfill, strip_inbound_text
 from smsgate.status import Status
-from smsgate.store import DAY, Store, from_item, now_iso, to_item
+from smsgate.store import DAY, Store, Transition, from_item, now_iso, to_item
 from smsgate_local.stack import load_template
 
 US, FR = "+12125550111", "+33612345678"
@@ -40,7 +40,7 @@ def make_store(stack: Any, db: Any, text_days: int = 30) -> Store:
 def inbound(store: Store, message_id: str, sender: str = US, text: str = TEXT) -> None:
     record = {"direction": "in", "provider": "textinghouse", "kind": "mo", "from": sender,
               "keyword": "Tres", "text": text, "created_at": now_iso()}  # fmt: skip
-    assert store.advance(message_id, Status.RECEIVED, source="mo", create=record)
+    assert store.advance(message_id, Transition(Status.RECEIVED, source="mo", create=record))
 
 
 def texts(store: Store, ids: list[str]) -> dict[str, bool]:
@@ -62,7 +62,7 @@ def test_strips_only_due_texts_and_keeps_the_metadata(stack: Any, db: Any) -> No
     inbound(long_, "in-5d")
     claim = short.claim("out1", {"direction": "out", "provider": "textinghouse", "to": US,
                                  "text": TEXT}, 30)  # fmt: skip
-    short.advance("out1", Status.SENT, source="send", lease=claim.lease)
+    short.advance("out1", Transition(Status.SENT, source="send", lease=claim.lease))
     before = short.get_message("in-1d") or {}
 
     assert strip_inbound_text(short, now=time.time() + DAY / 2).due == 0  # not yet due

@@ -351,6 +351,56 @@ def test_producer_retry_with_same_id_sends_once(stack: Any, sims: Any, send: Any
     assert len(sends(sims, "textinghouse")) == 1
 
 
+def _conflicts(stack: Any, message_id: str) -> list[dict[str, Any]]:
+    from smsgate.store import from_item
+
+    items = boto3.client("dynamodb").query(
+        TableName=stack.tables["StatusTable"],
+        KeyConditionExpression="message_id = :m",
+        ExpressionAttributeValues={":m": {"S": message_id}},
+    )["Items"]
+    return [e for e in map(from_item, items) if str(e["at"]).startswith("conflict#")]
+
+
+def test_a_reused_id_with_another_body_is_never_sent_and_is_recorded(
+    stack: Any, sims: Any, send: Any, capsys: Any
+) -> None:
+    run(stack, send, [{"id": "order-1", "to": FR, "text": "Votre commande est partie"}])
+    capsys.readouterr()
+    other = {"id": "order-1", "to": "+33698765432", "text": "Autre chose"}
+    for _ in range(2):  # the same other body twice: recorded once
+        assert run(stack, send, [other]) == {"batchItemFailures": []}
+    assert len(sends(sims, "textinghouse")) == 1  # the first message only, never the other
+    record = message(stack, "order-1")
+    assert record["to"] == FR and record["status"] == "sent"
+    [conflict] = _conflicts(stack, "order-1")
+    assert conflict["fields"] == ["to", "text"] and conflict["source"] == "send"
+    out = capsys.readouterr().out
+    metrics = [json.loads(line) for line in out.splitlines() if '"IdConflict"' in line]
+    assert [m["IdConflict"] for m in metrics if m.get("Provider")] == [[1.0]]
+    assert "98765432" not in out and "Autre chose" not in out  # no values in the log
+    run(stack, send, [{"id": "order-1", "to": FR, "text": "Votre commande est partie"}])
+    assert len(_conflicts(stack, "order-1")) == 1  # the same body again is a plain duplicate
+
+
+def test_another_body_under_the_id_of_a_waiting_message_leaves_it_to_its_own(
+    stack: Any, sims: Any, send: Any
+) -> None:
+    url, arn = lane(stack, "textinghouse")
+    sims.textinghouse.force_answer("ERR: 300 | Error processing request")
+    send_bodies(url, [{"id": "w1", "to": FR, "text": "first"}])
+    first = receive_event(url, arn)
+    assert send(first, LambdaContext())["batchItemFailures"]  # queued, to be retried
+    send_bodies(url, [{"id": "w1", "to": FR, "text": "second"}])
+    assert send(receive_event(url, arn), LambdaContext()) == {"batchItemFailures": []}
+    assert len(sends(sims, "textinghouse")) == 1  # the refused try of the first only
+    assert message(stack, "w1")["lease"] == ""  # the other body gave the claim back
+    assert send(first, LambdaContext()) == {"batchItemFailures": []}  # the first's retry
+    [retried, sent] = sends(sims, "textinghouse")
+    assert retried.fields["txt"] == sent.fields["txt"] == "first"
+    assert message(stack, "w1")["status"] == "sent"
+
+
 def test_concurrent_copies_send_once(stack: Any, sims: Any, send: Any) -> None:
     url, arn = lane(stack, "textinghouse")
     send_bodies(url, [{"id": f"c{i}", "to": f"+3361234500{i}", "text": "x"} for i in range(5)])
@@ -552,7 +602,7 @@ def test_the_same_text_to_one_number_in_one_batch_is_sent_once_now(
 
 
 def test_retry_delay_never_below_the_outcome_minimum() -> None:
-    from smsgate.sender import backoff
+    from smsgate.send import backoff
 
     assert all(backoff(10, 1) >= 10 for _ in range(100))
     assert all(backoff(0, 20) <= 1080 for _ in range(100))

@@ -1,4 +1,4 @@
-"""SQS-triggered sender: a thin handler over smsgate.sender (partial batch responses)."""
+"""SQS-triggered sender: a thin handler over smsgate.send (partial batch responses)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """A provider's connection limit, held by the whole deployment at once.
 
-Group Texting allows "no more than 2 simultaneous HTTP connections per second" for an account,
-and asks that each connection be closed after use. The senders of its lane, the credit check
-and the CLI's account calls all connect to it, from different processes. So each of them first
+A provider may allow only a few simultaneous HTTP connections per second for an account (its
+declared `max_connections`, docs/providers.md) and ask that each be closed after use. The
+senders of its lane, the credit check and the CLI's account calls all connect to it, from
+different processes. So each of them first
 takes one of the provider's slots in the health table (`provider` + `conn#<n>`) with a
 conditional write, uses one connection while it holds the slot, closes it, and gives the slot
 back. A slot holds:
@@ -23,9 +24,10 @@ from decimal import Decimal
 from typing import Any
 
 from .observability import logger
-from .store import from_item, to_item, update_if
+from .store import from_item, update_if
+from .store.expressions import Update, absent, at_most, below, equals
 
-WINDOW_SECONDS = 1.0  # Group Texting's "per second"
+WINDOW_SECONDS = 1.0  # the documented "per second"
 POLL_SECONDS = 0.1
 
 
@@ -56,6 +58,9 @@ class ConnectionBudget:
     def _key(self, index: int) -> dict[str, Any]:
         return {"provider": {"S": self.provider}, "slot": {"S": f"conn#{index}"}}
 
+    def _plain_key(self, index: int) -> dict[str, str]:
+        return {"provider": self.provider, "slot": f"conn#{index}"}
+
     def acquire(
         self, holder: str, hold_seconds: float, *, priority: bool = False, wait: float = 0.0
     ) -> Slot | None:
@@ -80,58 +85,35 @@ class ConnectionBudget:
         now = self.clock()
         # `holder = :me`: a retried take whose first answer was lost finds the slot its own
         # (else that slot would sit taken until `until`, and the fleet would be one short)
-        free = (
-            "(attribute_not_exists(holder) AND "
-            "(attribute_not_exists(released_at) OR released_at <= :settled)) "
-            "OR #until < :now OR holder = :me"
+        unheld = absent("holder") & (
+            absent("released_at") | at_most("released_at", _number(now - WINDOW_SECONDS))
         )
-        condition = (
-            free
-            if priority
-            else f"({free}) AND (attribute_not_exists(wanted_until) OR wanted_until < :now)"
-        )
-        return update_if(
-            self.db,
-            TableName=self.table,
-            Key=self._key(index),
-            UpdateExpression="SET holder = :me, #until = :until REMOVE released_at"
-            + (", wanted_until" if priority else ""),
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#until": "until"},
-            ExpressionAttributeValues=to_item(
-                {
-                    ":me": holder,
-                    ":until": _number(now + hold_seconds),
-                    ":now": _number(now),
-                    ":settled": _number(now - WINDOW_SECONDS),
-                }
-            ),
-        )
+        free = unheld | below("until", _number(now)) | equals("holder", holder)
+        update = Update().set("holder", holder).set("until", _number(now + hold_seconds))
+        update.remove("released_at")
+        if priority:
+            update.remove("wanted_until")
+            update.when(free)
+        else:
+            update.when(free & (absent("wanted_until") | below("wanted_until", _number(now))))
+        return update_if(self.db, **update.request(self.table, self._plain_key(index)))
 
     def _want(self, until: float) -> None:
         for index in range(self.slots):
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(index),
-                UpdateExpression="SET wanted_until = :w",
-                ExpressionAttributeValues=to_item({":w": _number(until)}),
-            )
+            update = Update().set("wanted_until", _number(until))
+            self.db.update_item(**update.request(self.table, self._plain_key(index)))
 
     def release(self, slot: Slot) -> None:
         """Give `slot` back (its connection closed first, by the caller). A slot already lost
         (held past `until` and taken by another) is left alone."""
         try:
-            update_if(
-                self.db,
-                TableName=self.table,
-                Key=self._key(slot.index),
-                UpdateExpression="SET released_at = :now REMOVE holder, #until",
-                ConditionExpression="holder = :me",
-                ExpressionAttributeNames={"#until": "until"},
-                ExpressionAttributeValues=to_item(
-                    {":me": slot.holder, ":now": _number(self.clock())}
-                ),
+            update = (
+                Update()
+                .set("released_at", _number(self.clock()))
+                .remove("holder", "until")
+                .when(equals("holder", slot.holder))
             )
+            update_if(self.db, **update.request(self.table, self._plain_key(slot.index)))
         except Exception:  # it frees itself at `until`
             logger.exception("could not give a connection slot back", extra={"slot": slot.index})
 

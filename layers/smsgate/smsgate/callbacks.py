@@ -17,7 +17,7 @@ from typing import Any
 from .observability import count, logger, mask
 from .providers.inbound import BadCallback, Inbound, Receipt
 from .status import Status
-from .store import Store, now_iso
+from .store import Store, Transition, now_iso
 
 __all__ = ["BadCallback", "CallbackService", "Inbound", "Receipt"]
 
@@ -104,7 +104,8 @@ class CallbackService:
             attrs.update({"error_code": receipt.code, "error": receipt.meaning})
         new = receipt.status
         if message_id and self.store.advance(
-            message_id, new, source="dlr", raw=receipt.code, attrs=attrs, expect_provider=provider
+            message_id,
+            Transition(new, source="dlr", raw=receipt.code, attrs=attrs, expect_provider=provider),
         ):
             count(f"Messages{new.value.capitalize()}", provider)
             logger.info("receipt applied", extra={"message_id": message_id, "status": new.value})
@@ -137,7 +138,7 @@ class CallbackService:
     # --- shared ---------------------------------------------------------------------------
 
     def _dedupe_ids(self, inbound: Inbound) -> list[str]:
-        """A provider may call two URLs for one message (Group Texting's keyword and inbox):
+        """A provider may call two URLs for one message (a keyword and an inbox route):
         the same number and text within DUPLICATE_WINDOW is the same message, whichever URL it
         came to. The previous window is always looked at too (a twin just before the
         boundary), so every inbound message costs the same reads whenever it comes."""
@@ -173,7 +174,8 @@ class CallbackService:
             stored = False
         else:
             stored = self.store.advance(
-                ids[0], Status.RECEIVED, source=inbound.kind, create=record, also=consent
+                ids[0],
+                Transition(Status.RECEIVED, source=inbound.kind, create=record, also=consent),
             )
         extra = {
             "message_id": ids[0],

@@ -1,8 +1,8 @@
 """The scheduled credit check: every configured provider's balance as a metric.
 
 `CreditBalance` (dimension `Provider`) feeds the low-credit alarms, which treat missing data
-as breaching: a check that stops running alarms too. Club Texting's document has no balance
-API, so it is skipped — said once per cold start, not as an error.
+as breaching: a check that stops running alarms too. A provider whose document has no balance
+API (its capabilities say so) is skipped — said once per cold start, not as an error.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .store import PHONE_INDEX, Store, now_iso, to_item, update_if
+from .store import Store, now_iso
 
 AUDIT_ID = "audit#erasure"
 # Outbound attributes that hold the number or what was said to it.
@@ -48,62 +48,19 @@ class ErasureReport:
         return {**asdict(self), "nothing_left": self.nothing_left}
 
 
-def _phone_items(store: Store, phone: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": store.messages,
-        "IndexName": PHONE_INDEX,
-        "KeyConditionExpression": "#phone = :phone",
-        "ExpressionAttributeNames": {"#phone": "phone"},
-        "ExpressionAttributeValues": to_item({":phone": phone}),
-    }
-    while True:
-        page = store.db.query(**kwargs)
-        found.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _delete_history(store: Store, message_id: str) -> int:
-    deleted = 0
-    for entry in store.history(message_id):
-        store.db.delete_item(
-            TableName=store.status,
-            Key=to_item({"message_id": message_id, "at": entry["at"]}),
-        )
-        deleted += 1
-    return deleted
-
-
 def erase(store: Store, phone: str) -> ErasureReport:
     """Erase every message of `phone` (E.164) and write the audit record. Idempotent."""
     report = ErasureReport(erased_at=now_iso())
-    for key in _phone_items(store, phone):
-        message_id = str(key["id"]["S"])
+    for message_id in store.ids_of_phone(phone):
         message = store.get_message(message_id)
         if message is None or message.get("phone") != phone:  # gone or erased meanwhile
             continue
         report.messages_found += 1
         if message.get("direction") == "in":
-            report.history_deleted += _delete_history(store, message_id)
-            store.db.delete_item(TableName=store.messages, Key={"id": {"S": message_id}})
+            report.history_deleted += store.delete_message(message_id)
             report.inbound_deleted += 1
-            continue
-        names = {f"#{k}": k for k in PERSONAL_OUT}
-        names["#erased_at"] = "erased_at"
-        if not update_if(
-            store.db,
-            TableName=store.messages,
-            Key={"id": {"S": message_id}},
-            UpdateExpression="SET #erased_at = :at REMOVE "
-            + ", ".join(f"#{k}" for k in PERSONAL_OUT),
-            ConditionExpression="attribute_exists(id)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item({":at": report.erased_at}),
-        ):
-            continue
-        report.outbound_anonymised += 1
+        elif store.anonymise(message_id, PERSONAL_OUT, report.erased_at):
+            report.outbound_anonymised += 1
     report.opt_out_kept = bool(store.opted_out([phone]))
     audit = {
         "message_id": AUDIT_ID,
@@ -116,5 +73,5 @@ def erase(store: Store, phone: str) -> ErasureReport:
         "history_deleted": report.history_deleted,
         "opt_out_kept": report.opt_out_kept,
     }
-    store.db.put_item(TableName=store.status, Item=to_item(audit))
+    store.put_audit(audit)
     return report

@@ -27,6 +27,7 @@ from .observability import count, gauge, logger
 from .providers import Category, Outcome, OutcomeKind
 from .routing import HealthPolicy
 from .store import from_item, to_item, update_if
+from .store.expressions import Update, absent, below, equals, exists
 
 STATE = "state"
 PROBE_SECONDS = 60  # how long a probe is reserved for the sender that won it
@@ -151,19 +152,15 @@ class HealthBoard:
         return Verdict(False, reason, now + PROBE_SECONDS)
 
     def _win_probe(self, provider: str, until: float, now: float) -> bool:
-        won = update_if(
-            self.db,
-            TableName=self.table,
-            Key=self._key(provider, STATE),
-            UpdateExpression="SET probe_until = :probe",
-            ConditionExpression=(
-                "unhealthy_until = :until AND "
-                "(attribute_not_exists(probe_until) OR probe_until < :now)"
-            ),
-            ExpressionAttributeValues=to_item(
-                {":probe": int(now) + PROBE_SECONDS, ":until": _number(until), ":now": int(now)}
-            ),
+        update = (
+            Update()
+            .set("probe_until", int(now) + PROBE_SECONDS)
+            .when(
+                equals("unhealthy_until", _number(until))
+                & (absent("probe_until") | below("probe_until", int(now)))
+            )
         )
+        won = update_if(self.db, **update.request(self.table, self._state_key(provider)))
         if not won:
             self._states.pop(provider, None)  # somebody changed it: read again next time
         return won
@@ -198,15 +195,15 @@ class HealthBoard:
     def mark_unhealthy(self, provider: str, reason: str) -> None:
         now = self.clock()
         until = now + self.policy().cooldown_seconds
+        update = (
+            Update()
+            .set("unhealthy_until", _number(until))
+            .set("reason", reason)
+            .set("since", int(now))
+            .remove("probe_until")
+        )
         answer = self.db.update_item(
-            TableName=self.table,
-            Key=self._key(provider, STATE),
-            UpdateExpression="SET unhealthy_until = :until, reason = :reason, since = :now "
-            "REMOVE probe_until",
-            ExpressionAttributeValues=to_item(
-                {":until": _number(until), ":reason": reason, ":now": int(now)}
-            ),
-            ReturnValues="UPDATED_OLD",
+            **update.request(self.table, self._state_key(provider), ReturnValues="UPDATED_OLD")
         )
         self._probing.discard(provider)
         was = from_item(answer.get("Attributes", {}))
@@ -224,19 +221,13 @@ class HealthBoard:
 
     def clear(self, provider: str, only_reason: str | None = None) -> bool:
         """The provider is healthy again (a probe answered, or credit came back)."""
-        condition = "attribute_exists(unhealthy_until)"
-        values: dict[str, Any] = {}
+        condition = exists("unhealthy_until")
         if only_reason:
-            condition += " AND reason = :reason"
-            values[":reason"] = only_reason
+            condition = condition & equals("reason", only_reason)
         self._probing.discard(provider)
+        update = Update().remove("unhealthy_until", "reason", "probe_until", "since")
         if not update_if(
-            self.db,
-            TableName=self.table,
-            Key=self._key(provider, STATE),
-            UpdateExpression="REMOVE unhealthy_until, reason, probe_until, since",
-            ConditionExpression=condition,
-            **({"ExpressionAttributeValues": to_item(values)} if values else {}),
+            self.db, **update.when(condition).request(self.table, self._state_key(provider))
         ):
             return False
         state = self._states.get(provider, {})
@@ -249,14 +240,8 @@ class HealthBoard:
     def set_credit(self, provider: str, balance: float) -> None:
         """The credit check's balance: none left marks the provider (reason `credit`); credit
         back clears a credit mark (and only that)."""
-        self.db.update_item(
-            TableName=self.table,
-            Key=self._key(provider, STATE),
-            UpdateExpression="SET credit = :credit, credit_at = :now",
-            ExpressionAttributeValues=to_item(
-                {":credit": Decimal(str(balance)), ":now": int(self.clock())}
-            ),
-        )
+        update = Update().set("credit", Decimal(str(balance))).set("credit_at", int(self.clock()))
+        self.db.update_item(**update.request(self.table, self._state_key(provider)))
         if balance <= 0:
             self.mark_unhealthy(provider, "credit")
         else:
@@ -285,21 +270,16 @@ class HealthBoard:
         self._written_at = now
         bucket = int(now) // BUCKET_SECONDS * BUCKET_SECONDS
         for provider, tally in tallies.items():
-            self.db.update_item(
-                TableName=self.table,
-                Key=self._key(provider, f"w#{bucket:011d}"),
-                UpdateExpression="ADD answers :a, errors :e, latency_ms :l, timed :t "
-                "SET expires_at = :exp",
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":a": tally.answers,
-                        ":e": tally.errors,
-                        ":l": tally.latency_ms,
-                        ":t": tally.timed,
-                        ":exp": bucket + BUCKET_TTL_SECONDS,
-                    }
-                ),
+            update = (
+                Update()
+                .add("answers", tally.answers)
+                .add("errors", tally.errors)
+                .add("latency_ms", tally.latency_ms)
+                .add("timed", tally.timed)
+                .set("expires_at", bucket + BUCKET_TTL_SECONDS)
             )
+            key = {"provider": provider, "slot": f"w#{bucket:011d}"}
+            self.db.update_item(**update.request(self.table, key))
             slow = tally.timed and tally.latency_ms / tally.timed >= policy.max_latency_ms
             if not (tally.errors or slow) or not self.verdict_cached(provider):
                 continue
@@ -353,6 +333,10 @@ class HealthBoard:
     @staticmethod
     def _key(provider: str, slot: str) -> dict[str, Any]:
         return {"provider": {"S": provider}, "slot": {"S": slot}}
+
+    @staticmethod
+    def _state_key(provider: str) -> dict[str, str]:
+        return {"provider": provider, "slot": STATE}
 
 
 def _number(value: float) -> Any:

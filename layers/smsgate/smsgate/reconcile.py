@@ -46,7 +46,7 @@ from .observability import count, logger
 from .providers import PROVIDERS, OutcomeKind, ProviderError
 from .providers import StatusLookup as Lookup
 from .status import FINAL, Status
-from .store import Store, now_iso
+from .store import Store, Transition, now_iso
 from .validation import summarise
 
 PAGE_LIMIT = 200  # messages read per run, at most
@@ -235,11 +235,9 @@ class ReconcileService:
             attrs.update({"error_code": lookup.code, "error": lookup.reason})
         if not self.store.advance(
             message_id,
-            lookup.status,
-            source="poll",
-            raw=lookup.code,
-            attrs=attrs,
-            expect_provider=provider,
+            Transition(
+                lookup.status, source="poll", raw=lookup.code, attrs=attrs, expect_provider=provider
+            ),
         ):
             return Result.ALREADY_SETTLED
         count(f"Messages{lookup.status.value.capitalize()}", provider)
@@ -270,12 +268,14 @@ class ReconcileService:
         if waiting is Status.SENT:
             done = self.store.advance(
                 message_id,
-                Status.UNKNOWN,
-                source="poll",
-                raw=code,
-                attrs={"error_code": code, "error": reason, "reconciled_at": run.at},
-                expect_provider=provider or None,
-                reconcile=False,
+                Transition(
+                    Status.UNKNOWN,
+                    source="poll",
+                    raw=code,
+                    attrs={"error_code": code, "error": reason, "reconciled_at": run.at},
+                    expect_provider=provider or None,
+                    reconcile=False,
+                ),
             )
         else:
             before = item.get("error")

@@ -1,7 +1,7 @@
 """Inbound text retention (InboundTextRetentionDays): one implementation for the scheduled
 retention function and `smsgate retention`.
 
-Every inbound message that holds text gets `text_expires_at` (Store._personal). A run queries
+Every inbound message that holds text gets `text_expires_at` (Store.personal). A run queries
 MessagesTable's sparse `ByInboundTextExpiry` index (`direction = "in"`, `text_expires_at <=
 now`; never a scan) and removes `text` and `text_expires_at` from each message it finds,
 setting `text_removed_at`; the rest of the message stays until its TTL (`expires_at`).
@@ -20,13 +20,13 @@ existed (README "Personal data"): a bounded, conditional pass run by the operato
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .observability import count, logger
-from .store import DAY, TEXT_EXPIRY_INDEX, Store, from_item, now_iso, to_item, update_if
+from .store import DAY, Store, now_iso
 
 PAGE_SIZE = 100  # keys per Query page
 MAX_ITEMS = 2_000  # messages stripped per scheduled run, at most
@@ -55,42 +55,6 @@ def _moment(now: float | None) -> str:
     )
 
 
-def _due_keys(store: Store, moment: str, page_size: int) -> Iterator[dict[str, Any]]:
-    """The key of every message whose text is due, oldest first, a page at a time."""
-    kwargs: dict[str, Any] = {
-        "TableName": store.messages,
-        "IndexName": TEXT_EXPIRY_INDEX,
-        "KeyConditionExpression": "#d = :in AND #t <= :now",
-        "ExpressionAttributeNames": {"#d": "direction", "#t": "text_expires_at"},
-        "ExpressionAttributeValues": to_item({":in": "in", ":now": moment}),
-        "Limit": page_size,
-    }
-    while True:
-        page = store.db.query(**kwargs)
-        yield from ({"id": item["id"]} for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _strip(store: Store, key: dict[str, Any], moment: str) -> bool:
-    """Remove one message's text if it is still due; False when someone got there first."""
-    return update_if(
-        store.db,
-        TableName=store.messages,
-        Key=key,
-        UpdateExpression="SET #r = :at REMOVE #text, #t",
-        # Still due: a concurrent run, or an erasure, may have removed it meanwhile.
-        ConditionExpression="#t <= :now",
-        ExpressionAttributeNames={
-            "#text": "text",
-            "#t": "text_expires_at",
-            "#r": "text_removed_at",
-        },
-        ExpressionAttributeValues=to_item({":now": moment, ":at": now_iso()}),
-    )
-
-
 def strip_inbound_text(
     store: Store,
     *,
@@ -106,14 +70,14 @@ def strip_inbound_text(
     `margin_ms`; `more` then says the index still holds due messages."""
     moment = _moment(now)
     report = RetentionReport()
-    for key in _due_keys(store, moment, page_size):
+    for key in store.texts_due(moment, page_size):
         if (max_items is not None and report.due >= max_items) or remaining_ms() < margin_ms:
             report.more = True
             break
         report.due += 1
         if not apply:
             continue
-        if _strip(store, key, moment):
+        if store.strip_text(key["id"], moment):
             report.stripped += 1
         else:
             report.already_done += 1
@@ -153,33 +117,6 @@ def _epoch(timestamp: Any) -> float | None:
         return None
 
 
-def _without_expiry(store: Store, table: str) -> Iterator[dict[str, Any]]:
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "attribute_not_exists(expires_at)",
-    }
-    while True:
-        page = store.db.scan(**kwargs)
-        yield from (from_item(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _set_if_missing(store: Store, table: str, key: dict[str, Any], attrs: dict[str, Any]) -> bool:
-    """Set `attrs` unless the item has `expires_at` by now (a later write, or a second
-    backfill, got there first): what makes the backfill idempotent."""
-    return update_if(
-        store.db,
-        TableName=table,
-        Key=to_item(key),
-        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attrs),
-        ConditionExpression="attribute_not_exists(#expires_at)",
-        ExpressionAttributeNames={f"#{k}": k for k in attrs},
-        ExpressionAttributeValues=to_item({f":{k}": v for k, v in attrs.items()}),
-    )
-
-
 def backfill(
     store: Store, *, apply: bool = True, max_items: int = 10_000, now: float | None = None
 ) -> BackfillReport:
@@ -198,7 +135,7 @@ def backfill(
         report.more = True
         return False
 
-    for item in _without_expiry(store, store.messages):
+    for item in store.without_expiry(store.messages):
         if not budget_left():
             return report
         written = _epoch(item.get("created_at")) or moment
@@ -208,17 +145,17 @@ def backfill(
             attrs["phone"] = phone
         if item.get("direction") == "in" and item.get("text") and "text_removed_at" not in item:
             attrs["text_expires_at"] = now_iso(datetime.fromtimestamp(written + keep_text, UTC))
-        if not apply or _set_if_missing(store, store.messages, {"id": item["id"]}, attrs):
+        if not apply or store.set_unless_expiring(store.messages, {"id": item["id"]}, attrs):
             report.messages += 1
-    for item in _without_expiry(store, store.status):
+    for item in store.without_expiry(store.status):
         if str(item.get("message_id", "")).startswith(AUDIT_PREFIX):
             continue  # the erasure audit is kept (README "Personal data")
         if not budget_left():
             return report
         written = _epoch(item.get("at")) or moment
         key = {"message_id": item["message_id"], "at": item["at"]}
-        if not apply or _set_if_missing(
-            store, store.status, key, {"expires_at": int(written + keep)}
+        if not apply or store.set_unless_expiring(
+            store.status, key, {"expires_at": int(written + keep)}
         ):
             report.history += 1
     return report

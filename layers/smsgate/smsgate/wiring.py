@@ -84,7 +84,7 @@ def health_board() -> Any:
 
 @lru_cache(maxsize=1)
 def send_service() -> Any:
-    from .sender import SendService
+    from .send import SendService
 
     config = settings()
     return SendService(
@@ -179,8 +179,8 @@ def new_instance() -> None:
     tests, the local stack and the benchmarks start each instance with it.)"""
     from aws_lambda_powertools.utilities import parameters
 
-    from .batch import close_executors
     from .config import settings as settings_of_this_process
+    from .send.batch import close_executors
 
     close_executors()
     settings_of_this_process.cache_clear()

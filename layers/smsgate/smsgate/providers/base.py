@@ -88,7 +88,7 @@ class OutboundSms:
     """One message as the provider layer sees it (already parsed from the queue body)."""
 
     id: str
-    to: str = field(repr=False)  # E.164, or TextingHouse's test number "999"
+    to: str = field(repr=False)  # E.164, or the provider's own free test number
     text: str = field(repr=False)
     subject: str = field(default="", repr=False)
     express: bool = False
@@ -170,7 +170,7 @@ class Transport:
         self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
         self.session.verify = _ca_bundle() or True
         self.session.trust_env = False
-        # One connection per provider: Group Texting rate-limits parallel connections.
+        # One connection per provider: a provider may rate-limit parallel connections.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -231,7 +231,7 @@ def _failed_before_sending(exc: BaseException) -> bool:
     return False
 
 
-# Club Texting and Group Texting: "Any negative codes represent unsuccessful attempts to send
+# The bare-code providers' documents: "Any negative codes represent unsuccessful attempts to send
 # messages" — a code their tables do not list is still a definite refusal, maybe transient.
 UNLISTED_NEGATIVE = Answer(
     OutcomeKind.RETRYABLE,
@@ -249,7 +249,7 @@ def negative_code(body: str) -> str | None:
 
 
 def bare_code_answer(body: str, codes: Mapping[str, Answer]) -> Outcome:
-    """The outcome of an answer that is a bare code (Club Texting, Group Texting): its row of
+    """The outcome of an answer that is a bare code (the bare-code providers): its row of
     `codes`; else an unlisted negative code, a refusal; else unreadable (never kept: an
     undocumented body may echo anything)."""
     code = body.strip()
@@ -316,6 +316,7 @@ class ProviderClient(ABC):
     """One provider: its rules, its request, its answers. Subclasses hold no other state."""
 
     name: ClassVar[str]
+    display_name: ClassVar[str]  # as people write it (alarms, dashboards, docs)
     send_method: ClassVar[str] = "POST"
     send_path: ClassVar[str]
     has_balance: ClassVar[bool] = False

@@ -81,7 +81,7 @@ def keyword_or_inbox(
     provider: str, kind: str, params: Mapping[str, Any] | None, read: Callable[[str], str]
 ) -> Inbound:
     """A keyword submission (`PhoneNumber`, `Message`) or an inbox reply (`from`, `message`)
-    as Club Texting and Group Texting send them (GET, names in any case)."""
+    as the GET-calling providers send them (names in any case)."""
     fields = lower_keys(params)
     number = fields.get("phonenumber") if kind == "keyword" else fields.get("from")
     number = number or fields.get("from") or fields.get("phonenumber")

@@ -1,5 +1,5 @@
 """What every provider's callback routes share: their answers and how OpenAPI describes them,
-and the GET routes Club Texting and Group Texting both call (a text reply is texted back).
+and the GET routes of providers that call with query parameters (a text reply is texted back).
 
 Imported by the callbacks function only (Powertools' event handler is not a sender's cost).
 """

@@ -38,6 +38,7 @@ SEND_CODES: dict[str, Answer] = {
 
 class ClubTexting(ProviderClient):
     name = "clubtexting"
+    display_name = "Club Texting"
     send_path = "/apisendmessage.php"
     default_url = "https://app.clubtexting.com"
     callbacks = (

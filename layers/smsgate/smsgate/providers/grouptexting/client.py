@@ -156,6 +156,7 @@ def check_text(parts: tuple[str, ...], what: str, limit: int) -> None:
 
 class GroupTexting(ProviderClient):
     name = "grouptexting"
+    display_name = "Group Texting"
     send_path = "/api/sending"
     default_url = "https://app.grouptexting.com"
     callbacks = (

@@ -109,6 +109,7 @@ def parts(text: str) -> int:
 
 class TextingHouse(ProviderClient):
     name = NAME
+    display_name = "TextingHouse"
     send_path = PATH
     default_url = "https://api.textinghouse.com"
     callbacks = (

@@ -3,11 +3,11 @@
 Records from the producers' send queue are parsed and routed: each goes to the lane of the
 provider that will carry it (one SendMessageBatch per lane), a body that can never be sent is
 recorded `failed` there and then. Records from a provider's lane are sent: up to the lane's
-parallelism at once (one kept-alive connection per worker; Group Texting one at a time, holding
-one of the deployment's two connection slots), each through `SendService.process` — claimed
-before its request, recorded after it. Every record's result is decided in `run()`; Powertools'
-batch processor then reads them one by one (`handle`), so a partial batch response still names
-exactly the records that come back.
+parallelism at once (one kept-alive connection per worker; a provider with a connection limit
+one at a time, holding one of the deployment's connection slots), each through
+`SendService.process` — claimed before its request, recorded after it. Every record's result
+is decided in `run()`; Powertools' batch processor then reads them one by one (`handle`), so a
+partial batch response still names exactly the records that come back.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from .clients import NoConnectionSlot
-from .observability import count, logger
-from .providers import PROVIDERS, is_test_number
-from .queue_body import BadBody, Job, parse
-from .retries import describe
-from .sender import DEADLINE_MARGIN_MS, SendService, backoff
-from .sending import Done, Forward, Result, Retry, lane_route
-from .status import Status
+from ..clients import NoConnectionSlot
+from ..observability import count, logger
+from ..providers import PROVIDERS, is_test_number
+from ..queue_body import BadBody, Job, parse
+from ..retries import describe
+from ..sending import Done, Forward, Result, Retry, lane_route
+from ..status import Status
+from .base import DEADLINE_MARGIN_MS
+from .outcomes import backoff
+from .service import SendService
 
-SLOT_WAIT_SECONDS = 2.0  # how long a Group Texting sender waits for a connection slot
+SLOT_WAIT_SECONDS = 2.0  # how long a sender waits for a connection slot
 SLOT_REQUEUE_DELAY = 10  # seconds before a message put back for want of a slot is seen again
 
 
