@@ -1,22 +1,26 @@
 """`smsgate`: drive a local or deployed smsgate stack.
 
-Exit codes: 0 done, 1 failed (the stack or a provider said no, or some rows were rejected),
-2 usage or configuration error.
+Exit codes, the same for every command (EXIT_CODES): 0 done, 1 refused or failed (the stack,
+a provider or smsgate's rules said no, or some rows were refused), 2 usage or configuration
+(argparse's errors, a file the command cannot read, no stack to talk to). With --json every
+outcome is one JSON document on stdout, errors too (`{"ok": false, "error": ..., "exit_code":
+...}`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from smsgate.providers import PROVIDER_NAMES
 
-from . import bus, callbacks, commands, providers
+from . import bus, callbacks, cards, commands, providers, send
 from .config import ConfigProblem, resolve
-from .context import Context, Failure
+from .context import Context, Failure, Usage
 
 STATUSES = ("queued", "scheduled", "sent", "unknown", "delivered", "undelivered", "failed",
             "received")  # fmt: skip
@@ -30,11 +34,24 @@ outputs, with your normal AWS credentials and --profile/--region), --local (the 
 .local/stack.json, written by `make run`; the default when that file exists), else the
 functions' environment variables (MESSAGES_TABLE, STATUS_TABLE, ...)."""
 
-EPILOG = "Exit codes: 0 done, 1 failed, 2 usage or configuration error."
+EXIT_CODES = {0: "done", 1: "refused or failed", 2: "usage or configuration error"}
+EPILOG = "Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+class UsageError(Exception):
+    """An argparse error: exit 2 with the usage line (or a JSON document with --json)."""
+
+    def __init__(self, prog: str, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage, self.message = prog, usage, message
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors exit 2 with the usage line (argparse's default), never a traceback."""
+    """Usage errors exit 2 with the usage line (as argparse's), never a traceback; `main`
+    prints them, as JSON with --json."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, self.format_usage(), message)
 
 
 def _globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -72,6 +89,28 @@ def _globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )
 
 
+SEND_DESCRIPTION = """\
+Put a message on the send queue, checked first as the sender will check it: the queue body
+(docs/contract.md) and the rules of every provider the routing rules could give it to. A
+message no provider would accept is refused (exit 1, the rule in words) and nothing is
+queued; the number is put in E.164.
+
+The id: --id, else one made from the message (number, text, provider, subject, options) and
+the current UTC hour, printed on stdout. Running the same send again within the hour (or in
+the first 10 minutes of the next) cannot send it twice: an id already in the messages table
+is reported with its status and not queued again (a copy queued before a sender took the
+first is dropped by the sender's claim), and an id that names a different message is
+refused. --again gives a new random id, to send the same text again on purpose.
+
+--file: one message per CSV row. A header row names the columns (any order, any case): to
+(or phone, number, mobile), text (or message), provider, id, subject, commercial, express,
+sender, failover; booleans are true/false, yes/no or 1/0; an empty cell leaves the field out
+(the options above fill it). An unknown column is refused (exit 2). Without a header the
+number is the first column and the text the second. The delimiter is read from the first
+line (, ; tab |) unless --delimiter says. Refused rows are reported and the others queued;
+the summary counts what was queued; the exit code is 1 when any row was refused."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="smsgate",
@@ -87,35 +126,57 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_: str, func: Callable[..., int], **kw: Any) -> Parser:
         p = sub.add_parser(name, help=help_, description=kw.pop("description", help_),
                            parents=[common], epilog=EPILOG, **kw)  # fmt: skip
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, command_parser=p, usage_check=None)
         return p  # type: ignore[return-value]
 
     # send
     p = command(
         "send",
-        "put a message (or a CSV of numbers) on the send queue",
-        commands.cmd_send,
-        description=(
-            "Validate a message against the queue contract (docs/contract.md), put the number in "
-            "E.164 and put it on the send queue; prints the message id (generated unless --id). "
-            "With --file, every row of a CSV is a message: a header naming a number column "
-            "(to, phone, number) and optionally text, id, provider, subject, sender columns, or "
-            "no header and the number in the first column. Bad rows are reported and the others "
-            "sent; the exit code is 1 when any row was rejected."
-        ),
+        "put a message (or a CSV of messages) on the send queue",
+        send.cmd_send,
+        description=SEND_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.set_defaults(usage_check=send.usage_problem)
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", help="recipient (E.164, or 10 US digits)")
     target.add_argument("--file", metavar="CSV", help="bulk: one message per CSV row")
     p.add_argument("--text", help="message text (required unless the CSV has a text column)")
-    p.add_argument("--provider", choices=PROVIDER_NAMES, help="default: the stack's")
+    p.add_argument("--provider", choices=PROVIDER_NAMES, help="default: the routing rules'")
     p.add_argument("--id", help="message id (1-32 of A-Za-z0-9_-): the idempotency key")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="a new random id: send the same message again, on purpose",
+    )
     p.add_argument("--subject", help="Club Texting / Group Texting subject")
     p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
     p.add_argument("--commercial", action="store_true", help="TextingHouse commercial message")
-    p.add_argument("--sender", help="TextingHouse sender id")
+    p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
+    p.add_argument(
+        "--failover",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may another provider carry it after a refusal that blames the provider "
+        "(default: yes when no --provider is named)",
+    )
+    p.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="with --file: the CSV's delimiter (default: read from its first line)",
+    )
 
-    p = command("status", "a message and its status history", commands.cmd_status)
+    p = command(
+        "status",
+        "a message and its status history",
+        commands.cmd_status,
+        description=(
+            "A message's record and its status history, times in UTC (ISO 8601). An id with "
+            "no record yet exits 1: a message queued moments ago may still be on the send "
+            "queue (the record is written when a sender takes it). --json prints the stored "
+            "item as it is."
+        ),
+    )
     p.add_argument("id", metavar="ID", help="message id")
 
     p = command(
@@ -192,11 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = actions.add_parser(
         "rent",
         help="rent a keyword",
-        description=(
-            "Rent a keyword. Card details come from an interactive prompt (number and code "
-            "hidden), or from stdin as a JSON object with first_name, last_name, address, city, "
-            "state, zip, country, type, number, code, exp_month, exp_year. Never an argument."
-        ),
+        description="Rent a keyword. " + cards.CARD_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     a.add_argument("keyword", metavar="KW")
@@ -211,12 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         "buy-credits",
         "buy Group Texting credits (card from a prompt or stdin)",
         commands.cmd_buy_credits,
-        description=(
-            "Buy Group Texting credits. Card details come from an interactive prompt (number "
-            "and code hidden), or from stdin as a JSON object with first_name, last_name, "
-            "address, city, state, zip, country, type, number, code, exp_month, exp_year. "
-            "They are never an argument and never printed or logged."
-        ),
+        description="Buy Group Texting credits. " + cards.CARD_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--credits", type=_positive, required=True, metavar="N")
 
@@ -277,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Subscribe to the stack's events bus for as long as the command runs: a temporary "
             "SQS queue and a rule on the bus targeting it, both removed when it ends (Ctrl-C "
-            "with --follow). Shows the events that arrive after it starts, one line each "
-            "(numbers masked, no text), or with --json each EventBridge event as one JSON "
+            "or SIGTERM with --follow). Shows the events that arrive after it starts, one line "
+            "each (numbers masked, no text), or with --json each EventBridge event as one JSON "
             "line, as applications receive it."
         ),
     )
@@ -320,13 +374,33 @@ def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sink = commands.Out(json="--json" in argv, out=out, err=err)
+    try:
+        code = _run(argv, sink)
+        out.flush()
+    except BrokenPipeError:  # `smsgate ... | head`: the reader left, nothing more to say
+        _quiet(out)
+        return 0
+    return code
+
+
+def _run(argv: list[str], sink: commands.Out) -> int:
     parser = build_parser()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(sink.out), contextlib.redirect_stderr(sink.err):
             args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2)
+        check = getattr(args, "usage_check", None)
+        problem = check(args) if check else None
+        if problem:
+            args.command_parser.error(problem)
+    except SystemExit as exc:  # --help (0)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    sink = commands.Out(json=args.json, out=out, err=err)
+    except UsageError as exc:
+        sink.err.write(exc.usage)
+        return _fail(sink, exc.message, 2, exc.prog, usage=exc.usage.strip())
+    sink.json = args.json
+    prog = f"smsgate {args.command}"
     try:
         target = resolve(
             config=args.config,
@@ -337,13 +411,24 @@ def main(
         )
         return int(args.func(args, Context(target), sink))
     except ConfigProblem as exc:
-        return _fail(sink, str(exc), 2)
+        return _fail(sink, str(exc), 2, prog)
+    except Usage as exc:
+        return _fail(sink, str(exc), 2, prog, **exc.details)
     except Failure as exc:
-        return _fail(sink, str(exc), 1)
+        return _fail(sink, str(exc), 1, prog, **exc.details)
     except KeyboardInterrupt:
-        return _fail(sink, "interrupted", 130)
+        return _fail(sink, "interrupted", 130, prog)
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # AWS and network errors: one clear line, no traceback
-        return _fail(sink, _aws_reason(exc), 1)
+        return _fail(sink, _aws_reason(exc), 1, prog)
+
+
+def _quiet(out: TextIO) -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
 
 
 def _aws_reason(exc: BaseException) -> str:
@@ -358,10 +443,13 @@ def _aws_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _fail(sink: commands.Out, message: str, code: int) -> int:
-    sink.note(f"smsgate: error: {message}")
+def _fail(
+    sink: commands.Out, message: str, code: int, prog: str = "smsgate", **details: Any
+) -> int:
+    sink.note(f"{prog}: error: {message}")
     if sink.json:
-        sink.out.write(commands.to_json({"ok": False, "error": message}) + "\n")
+        document = {"ok": False, "error": message, "exit_code": code, **details}
+        sink.out.write(commands.to_json(document) + "\n")
     return code
 
 

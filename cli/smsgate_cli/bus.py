@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from smsgate.events import INBOUND_RECEIVED, OPT_OUT_CHANGED, SOURCE, STATUS_CHANGED
@@ -160,22 +160,53 @@ def describe(event: dict[str, Any]) -> str:
     return f"{when}  {kind:<24}  {what}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as Ctrl-C does, so the temporary rule and queue are removed."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises Terminated in the main thread (elsewhere signals cannot be
+    handled, and nothing changes)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_events(args: Any, ctx: Any, out: Any) -> int:
     """`smsgate events`: print the bus's events while subscribed (see BusTap)."""
-    import time
-
     from .context import Failure
 
     name = ctx.target.event_bus_name
     if not name:
         raise Failure(f"{ctx.target.source} names no events bus (output EventBusName)")
+    with sigterm_as_interrupt():
+        return _follow(args, ctx, out, name)
+
+
+def _follow(args: Any, ctx: Any, out: Any, name: str) -> int:
+    import time
+
     types = [DETAIL_TYPES[t] for t in args.type or []]
     deadline = None if args.follow else time.monotonic() + args.wait
     shown = 0
     with BusTap(
         ctx.client("events"), ctx.client("sqs"), name, detail_types=types, message_id=args.id
     ) as tap:
-        out.note(f"listening on {name}" + (" (Ctrl-C to stop)" if args.follow else ""))
+        out.note(f"listening on {name}" + (" (Ctrl-C or SIGTERM to stop)" if args.follow else ""))
         try:
             while not (args.limit and shown >= args.limit):
                 left = 20.0 if deadline is None else deadline - time.monotonic()

@@ -29,6 +29,20 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "exp_year": ("exp_year", "expy"),
 }
 SECRET_FIELDS = frozenset({"number", "code"})
+CARD_HELP = """\
+Card details come from an interactive prompt (number and code hidden) or, when stdin is not a
+terminal, from stdin as one JSON object (all fields strings, all required):
+
+  first_name, last_name   the cardholder's names (or firstname, lastname)
+  address, city, state    the billing address; state as the card's issuer has it (NY)
+  zip, country            ZIP / postal code; country code (US)
+  type                    MC, Visa, AX, DS or JCB
+  number                  the card number, digits only (or ccnumber)
+  code                    the security code / CVV, 3 or 4 digits (or cvv, cccode)
+  exp_month, exp_year     expiry, two digits each: MM and YY (or expm, expy)
+
+e.g. echo '{"first_name": "Ada", ..., "exp_month": "12", "exp_year": "30"}' | smsgate ...
+The details are never an argument and never printed or logged."""
 PROMPTS = {
     "first_name": "First name",
     "last_name": "Last name",

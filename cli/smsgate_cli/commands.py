@@ -1,30 +1,26 @@
-"""The commands. Each takes the parsed arguments, the stack's Context and an Out, and returns
-the exit code (0 done, 1 failed)."""
+"""The commands (`send` is in send.py). Each takes the parsed arguments, the stack's Context
+and an Out, and returns the exit code (0 done, 1 refused or failed; errors are raised:
+Failure exits 1, Usage 2)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import socket
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from smsgate.phones import InvalidNumber, to_e164
-from smsgate.providers import TEST_NUMBERS, GroupTexting, ProviderError, RuleViolation
-from smsgate.queue_body import QueueMessage
+from smsgate.providers import GroupTexting, ProviderError, RuleViolation
 from smsgate.store import from_item, to_item
-from smsgate.validation import summarise
 
 from . import cards
 from .context import Context, Failure
-from .output import Progress, pairs, plain, table, to_json
+from .output import cell, pairs, plain, table, to_json
 
-SQS_BATCH = 10
 MAX_SCAN_DEFAULT = 10_000
 
 
@@ -46,142 +42,6 @@ class Out:
         self.err.write(text + "\n")
 
 
-# --------------------------------------------------------------------------- send
-
-
-def build_body(fields: dict[str, Any]) -> dict[str, Any]:
-    """A queue body (docs/contract.md) from the given fields: validated with QueueMessage, the
-    number in E.164, an id generated when none is given (so a resend is never a second SMS)."""
-    body = {k: v for k, v in fields.items() if v is not None and v != ""}
-    body.setdefault("id", uuid.uuid4().hex)
-    try:
-        message = QueueMessage.model_validate(body)
-    except ValidationError as exc:
-        raise Failure(f"invalid message: {summarise(exc)}") from None
-    test_number = message.to in TEST_NUMBERS and TEST_NUMBERS[message.to] == message.provider
-    if not test_number:  # a provider's own free test number stays as it is
-        try:
-            body["to"] = to_e164(message.to)
-        except InvalidNumber as exc:
-            raise Failure(f"invalid number: {exc}") from None
-    return body
-
-
-def _fields(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "text": args.text,
-        "provider": args.provider,
-        "subject": args.subject,
-        "express": True if args.express else None,
-        "commercial": True if args.commercial else None,
-        "sender": args.sender,
-    }
-
-
-def cmd_send(args: argparse.Namespace, ctx: Context, out: Out) -> int:
-    if args.file:
-        return _send_file(args, ctx, out)
-    body = build_body({"to": args.to, "id": args.id, **_fields(args)})
-    ctx.client("sqs").send_message(
-        QueueUrl=ctx.target.send_queue_url, MessageBody=to_json_compact(body)
-    )
-    out.emit(
-        {"id": body["id"], "to": body["to"], "queued": True},
-        lambda: out.out.write(body["id"] + "\n"),
-    )
-    return 0
-
-
-def to_json_compact(body: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-
-
-NUMBER_COLUMNS = ("to", "phone", "number", "phonenumber", "mobile")
-ROW_FIELDS = ("text", "id", "provider", "subject", "sender")
-
-
-def _rows(path: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, fields) per data row: a header naming a number column (and optionally text, id,
-    provider, subject, sender), or no header and the number in the first column."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            lines = list(csv.reader(fh))
-    except OSError as exc:
-        raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not lines:
-        return
-    header = [h.strip().lower() for h in lines[0]]
-    number_col = next((header.index(c) for c in NUMBER_COLUMNS if c in header), None)
-    if number_col is None:
-        for line, row in enumerate(lines, start=1):
-            if row and any(c.strip() for c in row):
-                yield line, {"to": row[0].strip()}
-        return
-    for line, row in enumerate(lines[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        fields = {"to": row[number_col].strip() if number_col < len(row) else ""}
-        for name in ROW_FIELDS:
-            if name in header and header.index(name) < len(row):
-                value = row[header.index(name)]
-                if value.strip():
-                    fields[name] = value
-        yield line, fields
-
-
-def _send_file(args: argparse.Namespace, ctx: Context, out: Out) -> int:
-    if args.id:
-        raise Failure("--id names one message: with --file, give ids in an id column")
-    common = _fields(args)
-    bodies: list[tuple[int, dict[str, Any]]] = []
-    problems: list[dict[str, Any]] = []
-    for line, row in _rows(args.file):
-        try:
-            fields = {**common, **{k: v for k, v in row.items() if v}}
-            if not fields.get("text"):
-                raise Failure("no text (give --text or a text column)")
-            bodies.append((line, build_body(fields)))
-        except Failure as exc:
-            problems.append({"line": line, "error": str(exc)})
-    sent: list[dict[str, Any]] = []
-    progress = Progress(len(bodies) + len(problems), out.err, None if not out.json else False)
-    progress.advance(len(problems))
-    sqs = ctx.client("sqs")
-    for start in range(0, len(bodies), SQS_BATCH):
-        chunk = bodies[start : start + SQS_BATCH]
-        entries = [
-            {"Id": str(i), "MessageBody": to_json_compact(body)}
-            for i, (_, body) in enumerate(chunk)
-        ]
-        try:
-            answer = sqs.send_message_batch(QueueUrl=ctx.target.send_queue_url, Entries=entries)
-        except Exception as exc:  # the whole chunk failed; report its rows and go on
-            answer = {"Failed": [{"Id": e["Id"], "Message": str(exc)} for e in entries]}
-        failed = {
-            f["Id"]: f.get("Message") or f.get("Code", "failed") for f in answer.get("Failed", [])
-        }
-        for i, (line, body) in enumerate(chunk):
-            if str(i) in failed:
-                problems.append({"line": line, "error": f"not queued: {failed[str(i)]}"})
-            else:
-                sent.append({"line": line, "id": body["id"], "to": body["to"]})
-        progress.advance(len(chunk))
-    progress.close()
-    problems.sort(key=lambda p: p["line"])
-
-    def human() -> None:
-        if sent:
-            table(["line", "id", "to"], ([s["line"], s["id"], s["to"]] for s in sent), out.out)
-        for p in problems:
-            out.note(f"{args.file}:{p['line']}: {p['error']}")
-        out.note(f"{len(sent)} queued, {len(problems)} rejected")
-
-    out.emit({"queued": sent, "rejected": problems}, human)
-    return 1 if problems else 0
-
-
 # --------------------------------------------------------------------------- status, messages
 
 
@@ -196,23 +56,63 @@ def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 HIDDEN = frozenset({"lease", "lease_until"})
+FIRST = ("id", "status", "direction", "provider", "to", "from", "created_at", "status_at")
+
+
+def _epoch(value: Any) -> str:
+    moment = datetime.fromtimestamp(float(value), UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ} (UTC)"
+
+
+def readable(key: str, value: Any) -> str:
+    """One attribute for people: epoch seconds (`expires_at`) as UTC ISO 8601, lists and maps
+    as words rather than Python's brackets."""
+    if isinstance(value, Decimal | int | float) and not isinstance(value, bool):
+        if key.endswith(("_at", "_until")) and float(value) > 1e9:
+            return _epoch(value)
+        return cell(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={readable(str(k), v)}" for k, v in sorted(value.items()))
+    if isinstance(value, list | set | tuple):
+        return "; ".join(readable(key, v) for v in value) or "-"
+    return cell(value)
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context, out: Out) -> int:
     message = ctx.store.get_message(args.id)
     if message is None:
-        raise Failure(f"no message {args.id!r}")
+        raise Failure(
+            f"no record of {args.id!r} yet: a message queued moments ago may still be on the "
+            f"send queue (its record is written when a sender takes it); otherwise no message "
+            f"has this id",
+            id=args.id,
+            found=False,
+        )
     shown = {k: v for k, v in message.items() if k not in HIDDEN}
-    history = [_history_row(h) for h in ctx.store.history(args.id)]
+    history = ctx.store.history(args.id)
 
     def human() -> None:
-        first = ["id", "status", "direction", "provider", "to", "from", "created_at"]
-        keys = [k for k in first if k in shown] + sorted(k for k in shown if k not in first)
-        pairs(((k, shown[k]) for k in keys), out.out)
+        attempts = shown.get("provider_attempts")
+        listed = [k for k in FIRST if k in shown] + sorted(
+            k for k in shown if k not in FIRST and k != "provider_attempts"
+        )
+        pairs(((k, readable(k, shown[k])) for k in listed), out.out)
+        if isinstance(attempts, list) and attempts:
+            out.out.write("\nprovider attempts:\n")
+            table(
+                ["at", "provider", "outcome", "code"],
+                (
+                    [a.get("at"), a.get("provider"), a.get("outcome"), a.get("code")]
+                    for a in attempts
+                    if isinstance(a, dict)
+                ),
+                out.out,
+            )
         out.out.write("\nhistory:\n")
+        rows = [_history_row(h) for h in history]
         table(
             ["at", "status", "source", "raw"],
-            ([h["at"], h["status"], h["source"], h["raw"]] for h in history),
+            ([h["at"], h["status"] or "(noted)", h["source"], h["raw"]] for h in rows),
             out.out,
         )
 

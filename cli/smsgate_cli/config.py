@@ -52,6 +52,7 @@ class Target:
     event_bus_name: str = ""  # the application events bus (`smsgate events`)
     health_table: str = ""  # provider health (`smsgate providers`)
     routing_parameter: str = ""  # routing rules (SSM parameter name)
+    default_provider: str = ""  # the stack's DefaultProvider ("": the template's default)
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None  # moto server (local stack); None for AWS
@@ -60,6 +61,12 @@ class Target:
 
     def missing(self) -> list[str]:
         return [name for name in REQUIRED if not getattr(self, name)]
+
+
+def _provider(value: object) -> str:
+    """A provider name the stack gives as its default; "" when it gives none (or a name this
+    CLI does not know: the template's default applies)."""
+    return value if isinstance(value, str) and value in PROVIDERS else ""
 
 
 def local_file() -> Path | None:
@@ -95,6 +102,7 @@ def from_file(path: Path, region: str | None, profile: str | None) -> Target:
         event_bus_name=data.get("event_bus_name") or "",
         health_table=data.get("health_table") or "",
         routing_parameter=data.get("routing_parameter") or "",
+        default_provider=_provider(data.get("default_provider")),
         region=region or data.get("region") or "us-east-1",
         profile=profile,
         endpoint_url=data.get("endpoint_url") or None,
@@ -124,6 +132,7 @@ def from_stack(name: str, region: str | None, profile: str | None) -> Target:
         if params.get(key):
             target.provider_urls[provider] = params[key]
     target.lane_urls = {p: outputs[k] for k, p in LANE_OUTPUTS.items() if outputs.get(k)}
+    target.default_provider = _provider(params.get("DefaultProvider"))
     return target
 
 
@@ -143,6 +152,7 @@ def from_env(region: str | None, profile: str | None) -> Target | None:
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
         health_table=env.get("HEALTH_TABLE", ""),
         routing_parameter=env.get("ROUTING_PARAMETER", ""),
+        default_provider=_provider(env.get("DEFAULT_PROVIDER")),
         region=region,
         profile=profile,
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,

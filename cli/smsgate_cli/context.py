@@ -9,7 +9,9 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
 
-from smsgate.providers import PROVIDERS, ProviderClient, ProviderError, Transport
+from smsgate.producer import Producer
+from smsgate.providers import DEFAULT_PROVIDER, PROVIDERS, ProviderClient, ProviderError, Transport
+from smsgate.routing import RoutingConfig
 from smsgate.store import Store
 
 from .config import Target
@@ -43,7 +45,20 @@ def patiently(call: Callable[[], T]) -> T:
 
 
 class Failure(Exception):
-    """The command could not do what was asked (exit 1)."""
+    """The command could not do what was asked, or refused it (exit 1). `details` go into the
+    JSON error document with `--json`."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class Usage(Exception):
+    """The command was given something it cannot use (exit 2, as argparse's errors)."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class Context:
@@ -81,6 +96,25 @@ class Context:
     def store(self) -> Store:
         t = self.target
         return Store(t.messages_table, t.status_table, t.optouts_table, self.client("dynamodb"))
+
+    @cached_property
+    def routing(self) -> RoutingConfig:
+        """The routing rules in force (the stack's SSM parameter; none without one)."""
+        name = self.target.routing_parameter
+        if not name:
+            return RoutingConfig()
+        return Producer.rules_from_parameter(name, self.client("ssm"))
+
+    @cached_property
+    def producer(self) -> Producer:
+        """The send queue's producer: checks each message by the sender's rules (the routing
+        rules are read only for a message that needs them)."""
+        return Producer(
+            self.target.send_queue_url,
+            sqs=self.client("sqs"),
+            routing=lambda: self.routing,
+            default_provider=self.target.default_provider or DEFAULT_PROVIDER,
+        )
 
     @cached_property
     def secret(self) -> dict[str, Any]:

@@ -19,11 +19,7 @@ from .output import table
 
 
 def _rules(ctx: Context) -> RoutingConfig:
-    name = ctx.target.routing_parameter
-    if not name:
-        return RoutingConfig()
-    value = ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-    return RoutingConfig.parse(json.loads(value))
+    return ctx.routing
 
 
 def _when(epoch: float) -> str:
