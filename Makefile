@@ -27,9 +27,17 @@ PYTEST_ARGS ?= -n auto
 
 .PHONY: install lint test unit build format clean run demo bench soak
 
+# dev (make test, lint, bench) includes local; local (make run, make demo) is the runtime alone:
+# the project, moto's server and the services it serves, no lint or test tools.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed-local
+
+$(VENV)/.installed-local: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if [ $(VENV)/.installed -nt pyproject.toml ]; then :; \
+	else $(PY) -m pip install -e '.[local]'; fi
 	touch $@
 
 # SAM CLI pins its own boto3, so it lives in its own virtualenv.
@@ -70,11 +78,11 @@ clean:
 # The whole gateway on 127.0.0.1 (moto server, simulators, local API, poller, schedules,
 # alarms); Ctrl-C stops it. RUN_ARGS e.g. "--fast", "--no-view", "--demo", "--moto-port 5000".
 RUN_ARGS ?=
-run: $(VENV)/.installed
+run: $(VENV)/.installed-local
 	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(PY) -m smsgate_local run $(RUN_ARGS)
 
 # Demo traffic against the running `make run` (or a stack started for it), with a summary.
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-local
 	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(PY) -m smsgate_local demo $(RUN_ARGS)
 
 # Benchmarks against floors measured in the same run (< 10 min): benchmarks/results/latest.*

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -26,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from .ports import busy_message, busy_ports
 from .resource_policy import callbacks_policy
 from .stack import ROOT, Stack, _Resolver, build_stack, load_template, resources_of_type
 
@@ -65,6 +69,8 @@ class Options:
     write_state: bool = True
     dlr_delay: float = 0.2
     callback_token: str | None = None
+    long_poll: int = 5  # seconds each idle SQS receive waits (the event sources, the events tap)
+    credit_recheck: float = 10.0  # a balance that fell re-read after this (a top-up: at once)
 
 
 class LocalStack:
@@ -76,9 +82,14 @@ class LocalStack:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._threads_stop = threading.Event()
         self.events: list[str] = []  # alarm changes etc., shown by the view
+        self.bus_events: list[str] = []  # the view's recent events (numbers masked, no text)
+        self.feed: list[str] = []  # both, in the order they came, each with its time
+        # without the live view, each line of the feed is printed here as it comes
+        self.echo: IO[str] | None = None if self.o.view else sys.__stdout__
         self.lock = threading.Lock()
         self._api_ready = threading.Event()
         self.functions: dict[str, Any] = {}
+        self._view_cache: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> LocalStack:
@@ -134,6 +145,7 @@ class LocalStack:
         cheap_transaction_snapshots()
         moto = MotoServer(o.host, o.ports.get("moto", 4566))
         endpoint = moto.start()
+        self.moto = moto
         self._on_stop("moto server", moto.stop)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         log.info("moto server on %s", endpoint)
@@ -185,6 +197,7 @@ class LocalStack:
             record_limit=10_000,
         )
         self._on_stop("simulators", self.sims.stop)
+        _serve_with_a_slower_poll(self.sims)
 
         # the template's resources in moto
         creds = {"user": SIM_USER, "pass": SIM_PASS}
@@ -247,6 +260,7 @@ class LocalStack:
                     batch_size=int(p.get("BatchSize", 10)),
                     window=float(p.get("MaximumBatchingWindowInSeconds", 0)),
                     concurrency=int(scaling.get("MaximumConcurrency", 1000)),
+                    wait_seconds=o.long_poll,
                 )
                 poller.start()
                 self._on_stop(f"poller {fn.logical_id}", poller.stop)
@@ -273,11 +287,11 @@ class LocalStack:
                     starting_position=str(p.get("StartingPosition", "TRIM_HORIZON")),
                     sqs=client("sqs"),
                     dlq_url=url_by_arn.get(str(on_failure.get("Destination", ""))),
+                    changes=moto.changes["dynamodb"],
                 )
                 stream_poller.start()
                 self._on_stop(f"stream poller {fn.logical_id}", stream_poller.stop)
                 self.stream_pollers.append(stream_poller)
-        self.bus_events: list[str] = []  # the view's recent events (numbers masked, no text)
         if stack.buses.get("EventBus"):
             self._watch_bus(stack.buses["EventBus"])
 
@@ -290,6 +304,7 @@ class LocalStack:
             sqs=client("sqs"),
             hold_group=hold_group,
             queue_urls_by_arn=url_by_arn,
+            hold_changes=moto.changes["scheduler"],
         )
         self.scheduler.start()
         self._on_stop("scheduler", self.scheduler.stop)
@@ -362,17 +377,19 @@ class LocalStack:
 
         tap = BusTap(self.client("events"), self.client("sqs"), bus, name=f"{self.o.prefix}-view")
         tap.open()
-        done = threading.Event()
+        done = self._bus_done = threading.Event()
 
         def watch() -> None:
             while not done.is_set():
                 try:
-                    for event in tap.receive(wait=1):
+                    for event in tap.receive(wait=self.o.long_poll):
                         line = describe(event)
                         log.info("event %s", line)
+                        when = str(event.get("time", ""))
                         with self.lock:
                             self.bus_events.append(line)
                             del self.bus_events[:-20]
+                        self._feed(_short_event(line[len(when) :] if when else line))
                 except Exception:
                     log.exception("events view")
                     done.wait(1.0)
@@ -381,8 +398,26 @@ class LocalStack:
         thread.start()
         self._on_stop("events view", lambda: (done.set(), thread.join(10), tap.close()))
 
+    def _feed(self, line: str, in_view: bool = True) -> None:
+        """One line for the view's latest events (and stdout without the view)."""
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        if in_view:
+            with self.lock:
+                self.feed.append(line)
+                del self.feed[:-50]
+        if self.echo is not None:
+            with contextlib.suppress(Exception):
+                print(line, file=self.echo, flush=True)
+
     def stop(self) -> None:
         self._threads_stop.set()
+        # every worker told first, so their last long polls end together, not one by one
+        for worker in [*getattr(self, "pollers", []), *getattr(self, "stream_pollers", [])]:
+            worker.stop_event.set()
+        for name in ("scheduler", "_bus_done"):
+            flag = getattr(self, name, None)
+            if flag is not None:
+                getattr(flag, "stop_event", flag).set()
         while self._stops:
             name, fn = self._stops.pop()
             try:
@@ -445,13 +480,19 @@ class LocalStack:
         return out
 
     def _alarm_changed(self, change: Any) -> None:
-        line = f"{time.strftime('%H:%M:%S')} alarm {change.alarm.name}: {change.old} -> {change.new} ({change.reason})"  # noqa: E501
-        log.info("%s", line)
+        what = f"alarm {change.alarm.name}: {change.old} -> {change.new} ({change.reason})"
+        log.info("%s", what)
         with self.lock:
-            self.events.append(line)
+            self.events.append(f"{time.strftime('%H:%M:%S')} {what}")
             del self.events[:-20]
-        if not self.o.view:
-            print(line, file=sys.__stdout__, flush=True)
+        self._feed(  # the view shows what went into or out of ALARM, not the settling
+            f"alarm {self._short(change.alarm.name)}: {change.old} -> {change.new} "
+            f"({change.reason})",
+            in_view="ALARM" in (change.old, change.new),
+        )
+
+    def _short(self, name: str) -> str:
+        return name.removeprefix(f"{self.o.prefix}-")
 
     @property
     def in_flight(self) -> dict[str, int]:
@@ -462,7 +503,10 @@ class LocalStack:
         }
 
     def queue_metrics(self) -> dict[str, int]:
+        """What CloudWatch reads from SQS for the alarms: each queue's visible and in-flight
+        messages, and the age of its oldest message (from moto's own record of the queue)."""
         depth = {}
+        ages = self._oldest_ages()
         for lid, url in self.stack.queues.items():
             attrs = self.client("sqs").get_queue_attributes(
                 QueueUrl=url,
@@ -473,23 +517,41 @@ class LocalStack:
             )["Attributes"]
             name = self.stack.attrs.get((lid, "QueueName"), url.rsplit("/", 1)[-1])
             visible = int(attrs.get("ApproximateNumberOfMessages", 0))
-            self.metrics.record(
-                "AWS/SQS",
-                "ApproximateNumberOfMessagesVisible",
-                {"QueueName": name},
-                visible,
-                "Count",
-            )
+            dims = {"QueueName": name}
+            self.metrics.record("AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, visible)
             self.metrics.record(
                 "AWS/SQS",
                 "ApproximateNumberOfMessagesNotVisible",
-                {"QueueName": name},
+                dims,
                 int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
                 "Count",
             )
+            if lid in ages:
+                self.metrics.record(
+                    "AWS/SQS", "ApproximateAgeOfOldestMessage", dims, ages[lid], "Seconds"
+                )
             depth[lid] = visible
         self.depth = depth
         return depth
+
+    def _oldest_ages(self) -> dict[str, float]:
+        """Seconds since the oldest message of each queue was sent (0: empty)."""
+        try:
+            from moto.sqs.models import sqs_backends
+
+            now_ms = time.time() * 1000
+            ages = {}
+            for lid, url in self.stack.queues.items():
+                account, name = url.rstrip("/").rsplit("/", 2)[-2:]
+                queue = sqs_backends[account]["us-east-1"].queues.get(name)
+                if queue is None:
+                    continue
+                sent = [m.sent_timestamp for m in list(queue._messages) if m.sent_timestamp]
+                ages[lid] = max(0.0, (now_ms - min(sent)) / 1000) if sent else 0.0
+            return ages
+        except Exception:  # moto's internals moved: the backlog alarms then see no data
+            log.debug("queue ages unavailable", exc_info=True)
+            return {}
 
     def evaluate_now(self) -> dict[str, str]:
         self.queue_metrics()
@@ -498,29 +560,130 @@ class LocalStack:
         return dict(self.evaluator.states)
 
     def _metrics_loop(self) -> None:
+        """Alarms evaluated as soon as a datapoint arrives, and every interval (windows age);
+        the queues' metrics read again every interval after a send, delete or visibility
+        change, else every ``queue_every`` seconds (enough readings for the shortest SQS
+        alarm period); the credit re-read when a balance moves."""
         interval = 2.0 if self.o.fast else self.o.alarm_interval
+        sqs_periods = [
+            self.evaluator.period_of(a)
+            for a in self.evaluator.alarms
+            if any(ns == "AWS/SQS" for ns, _, _ in a.series())
+        ]
+        queue_every = max(interval, min([60.0, *(p / 2 for p in sqs_periods)]))
+        sqs = self.moto.changes["sqs"]
         next_eval = time.monotonic() + 1.0
+        queues_read_at, queues_seen = float("-inf"), None
+        seen = self.metrics.version
         while not self._threads_stop.wait(1.0):
             try:
-                if time.monotonic() >= next_eval:
-                    next_eval = time.monotonic() + interval
-                    self.evaluate_now()
-                else:
+                self.watch_credit()
+                version = self.metrics.version  # before evaluating: a point during it counts
+                now = time.monotonic()
+                if now >= next_eval:
+                    next_eval = now + interval
+                    if sqs.value != queues_seen or now - queues_read_at >= queue_every:
+                        queues_seen, queues_read_at = sqs.value, now
+                        self.queue_metrics()
                     self.metrics.flush_to(self.client("cloudwatch"))
+                    self.evaluator.evaluate()
+                elif version != seen:
+                    self.metrics.flush_to(self.client("cloudwatch"))
+                    self.evaluator.evaluate()
+                seen = version
             except Exception:
                 log.exception("metrics loop")
 
+    # ---------------------------------------------------------------- credit
+    def credit_readings(self) -> dict[str, float]:
+        """The credit check's last reading per provider (its CreditBalance metric): the one
+        source of the credit the view shows, the same the check writes to the health table."""
+        out = {}
+        for dims, point in self.metrics.latest("smsgate", "CreditBalance").items():
+            provider = dict(dims).get("Provider")
+            if provider:
+                out[provider] = point.value
+        return out
+
+    def watch_credit(self) -> bool:
+        """Run the credit check when a simulator's balance is not what the check last read:
+        at once when it rose (`smsgate buy-credits`, a top-up), at most every
+        ``credit_recheck`` seconds when it fell (sends spend it). True if it ran."""
+        run = next(
+            (r for r in self.scheduler.runs if r.function.logical_id == "CreditCheckFunction"),
+            None,
+        )
+        if run is None:
+            return False
+        readings = self.credit_readings()
+        since = time.time() - (run.last_at or 0.0)
+        for provider, reading in readings.items():
+            sim = self.sims.by_name.get(provider)
+            if sim is None:
+                continue
+            credit = float(sim.account().credit)
+            if credit == reading:
+                continue
+            if credit > reading or since >= self.o.credit_recheck:
+                log.info("%s credit moved (%g -> %g): credit check", provider, reading, credit)
+                self.scheduler.run_now(run.function.logical_id)
+                return True
+        return False
+
     # ---------------------------------------------------------------- output
+    def banner_commands(self) -> list[str]:
+        """Commands to paste into another terminal (in the repository), each complete."""
+        i = self.info
+        config = self.o.state_dir / "stack.json"
+        local = (
+            [] if _same_path(config, ROOT / ".local" / "stack.json") else ["--config", _rel(config)]
+        )
+        smsgate = _rel(Path(sys.executable).parent / "smsgate")
+        python = _rel(Path(sys.executable))
+        body = {"to": "+33612345678", "text": "Bonjour", "provider": "textinghouse"}
+        code = (
+            f"import boto3, json; boto3.client({_py('sqs')}, region_name={_py(i['region'])}, "
+            f"endpoint_url={_py(i['endpoint_url'])}, aws_access_key_id={_py('local')}, "
+            f"aws_secret_access_key={_py('local')}).send_message("
+            f"QueueUrl={_py(i['send_queue_url'])}, MessageBody=json.dumps({json.dumps(body)}))"
+        )
+        send = ["--to", body["to"], "--text", body["text"], "--provider", body["provider"]]
+        return [
+            shlex.join([smsgate, *local, "send", *send]),
+            shlex.join([smsgate, *local, "messages"]),
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local "
+            + shlex.join(
+                [
+                    "aws",
+                    "--region",
+                    i["region"],
+                    "--endpoint-url",
+                    i["endpoint_url"],
+                    "sqs",
+                    "send-message",
+                    "--queue-url",
+                    i["send_queue_url"],
+                    "--message-body",
+                    json.dumps(body),
+                ]
+            ),
+            shlex.join([python, "-c", code]),
+        ]
+
     def banner(self) -> str:
         i = self.info
-        send = json.dumps({"to": "+33612345678", "text": "Bonjour", "provider": "textinghouse"})
+        config = self.o.state_dir / "stack.json"
+        default_state = _same_path(self.o.state_dir, ROOT / ".local")
+        smsgate = _rel(Path(sys.executable).parent / "smsgate")
+        local = "" if default_state else f" --config {shlex.quote(_rel(config))}"
+        tables = f"{i['messages_table']}, {i['status_table']}, {i['optouts_table']}"
         lines = [
             "smsgate local stack is up (127.0.0.1 only; Ctrl-C stops everything)",
             f"  moto (AWS) endpoint   {i['endpoint_url']}   region {i['region']}",
             f"  send queue            {i['send_queue_url']}",
             f"  dead-letter queue     {i['dlq_url']}",
-            f"  tables                {i['messages_table']}, {i['status_table']}, {i['optouts_table']}",  # noqa: E501
-            f"  events bus            {i['event_bus_name']}   (.venv/bin/smsgate events --follow)",
+            f"  tables                {tables}",
+            f"  events bus            {i['event_bus_name']}   ({smsgate}{local} events --follow)",
             f"  callback API          {i['api_url']}   token {i['callback_token']}",
         ]
         lines += [f"    {k:<42} {v}" for k, v in i["callback_urls"].items()]
@@ -528,79 +691,158 @@ class LocalStack:
         lines += [
             f"  control               {i['control_url']}",
             f"  logs                  {i['log_file']}",
-            f"  endpoints as JSON     {self.o.state_dir / 'stack.json'}",
+            f"  endpoints as JSON     {config}",
             "",
-            "send a message:",
-            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 "
-            f"--endpoint-url {i['endpoint_url']} sqs send-message --queue-url {i['send_queue_url']} "  # noqa: E501
-            f"--message-body '{send}'",
-            f"  .venv/bin/python -c \"import boto3,json; boto3.client('sqs', region_name='us-east-1', "  # noqa: E501
-            f"endpoint_url='{i['endpoint_url']}', aws_access_key_id='local', aws_secret_access_key='local')"  # noqa: E501
-            f".send_message(QueueUrl='{i['send_queue_url']}', MessageBody=json.dumps({send}))\"",
-            "  make demo              (demo traffic against this stack)",
+            f"send a message (paste a line into another terminal, in {ROOT}):",
+            *(f"  {c}" for c in self.banner_commands()),
+            "",
+            "demo traffic against this stack, with a summary:",
+            "  make demo"
+            + (
+                ""
+                if default_state
+                else f" RUN_ARGS={shlex.quote('--state-dir ' + _rel(self.o.state_dir))}"
+            ),
         ]
         return "\n".join(lines)
 
-    def view_text(self) -> str:
+    def snapshot(self) -> Any:
+        """What the live view shows now (cheap: the messages table and the providers' health
+        are read again only after a DynamoDB write, at most every 1.5 s)."""
         from smsgate.phones import mask
 
+        from .view import MessageRow, ProviderRow, Snapshot
+
+        cache = self._view_cache
+        changes = self.moto.changes["dynamodb"].value
+        if cache.get("seen") != changes and time.monotonic() - cache.get("at", 0.0) >= 1.5:
+            cache.update(seen=changes, at=time.monotonic())
+            cache["items"] = self._recent_messages()
+            cache["health"] = self._health()
+        depth = getattr(self, "depth", {})
+        in_flight = self.in_flight
+        credits = self.credits()
+        providers = []
+        for name in PROVIDERS:
+            lane = next(
+                (lid for lid in self.stack.queues if lid.lower() == f"{name}lanequeue"), None
+            )
+            providers.append(
+                ProviderRow(
+                    name,
+                    credits.get(name, "n/a"),
+                    cache.get("health", {}).get(name, "?"),
+                    depth.get(lane) if lane else None,
+                    in_flight.get(lane, 0) if lane else None,
+                )
+            )
+        messages = []
+        for m in cache.get("items", []):
+            out = m.get("direction", "out") == "out"
+            number = m.get("to") if out else m.get("from", m.get("phone"))
+            messages.append(
+                MessageRow(
+                    str(m.get("id", "")),
+                    str(m.get("direction", "out")),
+                    str(m.get("provider", "")),
+                    mask(str(number)) if number else "-",
+                    str(m.get("status", "")),
+                    str(m.get("error_code") or ""),
+                )
+            )
+        with self.lock:
+            feed = list(self.feed)
+        return Snapshot(
+            clock=time.strftime("%H:%M"),
+            api_url=self.info.get("api_url", ""),
+            queue=depth.get("SendQueue"),
+            dlq=depth.get("SendDeadLetterQueue"),
+            providers=providers,
+            alarms={self._short(n): s for n, s in self.evaluator.states.items()},
+            reasons={self._short(n): r for n, r in self.evaluator.reasons.items()},
+            events=feed,
+            messages=messages,
+            hints=self.banner_commands()[:1],
+        )
+
+    def _recent_messages(self, limit: int = 40) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         try:
             scan = self.client("dynamodb").scan(TableName=self.info["messages_table"], Limit=500)
-            for raw in scan.get("Items", []):
-                items.append({k: next(iter(v.values())) for k, v in raw.items()})
         except Exception as exc:
-            return f"(view: {exc})"
+            log.warning("view: messages unread: %s", exc)
+            return self._view_cache.get("items", [])
+        for raw in scan.get("Items", []):
+            items.append({k: next(iter(v.values())) for k, v in raw.items()})
         items.sort(
             key=lambda m: str(m.get("updated_at") or m.get("created_at") or ""), reverse=True
         )
-        depth = getattr(self, "depth", {})
-        lanes = "  ".join(
-            f"{lid[: -len('LaneQueue')]} {depth.get(lid, '?')}/{self.in_flight.get(lid, 0)}"
-            for lid in self.stack.queues
-            if lid.endswith("LaneQueue")
-        )
-        out = [
-            f"smsgate local  {time.strftime('%H:%M:%S')}  API {self.info['api_url']}  "
-            f"queue {depth.get('SendQueue', '?')}  "
-            f"DLQ {depth.get('SendDeadLetterQueue', '?')}  (Ctrl-C to stop)",
-            f"lanes (waiting/in flight): {lanes}",
-            "",
-            f"{'message':<34} {'dir':<3} {'provider':<12} {'number':<16} {'status':<11} error",
-        ]
-        for m in items[:12]:
-            number = (
-                m.get("to") if m.get("direction", "out") == "out" else m.get("from", m.get("phone"))
-            )
-            out.append(
-                f"{str(m.get('id', ''))[:34]:<34} {m.get('direction', 'out')!s:<3} "
-                f"{m.get('provider', '')!s:<12} {mask(str(number)) if number else '-':<16} "
-                f"{m.get('status', '')!s:<11} {m.get('error_code') or ''!s}"
-            )
-        if not items:
-            out.append("  (no messages yet)")
-        out += ["", "credit: " + "  ".join(f"{p} {v}" for p, v in self.credits().items())]
-        out += ["", "alarms:"]
-        for name, state in self.evaluator.states.items():
-            out.append(f"  {state:<17} {name}")
-        with self.lock:
-            recent = list(self.events[-5:])
-            bus_events = list(getattr(self, "bus_events", [])[-6:])
-        if recent:
-            out += ["", "recent alarm changes:"] + [f"  {e}" for e in recent]
-        if bus_events:
-            out += ["", "recent events (smsgate events --follow):"] + [f"  {e}" for e in bus_events]
-        return "\n".join(out)
+        return items[:limit]
+
+    def _health(self) -> dict[str, str]:
+        """Each provider's health as the senders see it (the health table's state item)."""
+        from smsgate.health import HealthBoard
+
+        table = self.info.get("health_table")
+        if not table:
+            return {}
+        board = HealthBoard(table, self.client("dynamodb"), lambda: None)  # type: ignore[arg-type, return-value]
+        out = {}
+        now = time.time()
+        for name in PROVIDERS:
+            try:
+                state = board.state(name)
+            except Exception:
+                out[name] = "?"
+                continue
+            until = float(state.get("unhealthy_until", 0) or 0)
+            reason = state.get("reason", "?")
+            if until and now < until:
+                out[name] = (
+                    f"skipped: {reason} until {time.strftime('%H:%M:%S', time.localtime(until))}"
+                )
+            elif until:
+                out[name] = f"{reason}: cool-down over"
+            else:
+                out[name] = "healthy"
+        return out
+
+    def view_lines(self, width: int, height: int) -> list[str]:
+        from .view import render
+
+        encoding = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "")
+        return render(self.snapshot(), width, height, "…" if encoding == "utf8" else "~")
+
+    def view_text(self, width: int = 120, height: int = 40) -> str:
+        return "\n".join(self.view_lines(width, height))
 
     def credits(self) -> dict[str, str]:
-        latest = self.metrics.latest("smsgate", "CreditBalance")
         out = {p: "n/a" for p in PROVIDERS}
-        for dims, point in latest.items():
-            provider = dict(dims).get("Provider")
-            if provider:
-                out[provider] = f"{point.value:g}"
+        out |= {p: f"{v:g}" for p, v in self.credit_readings().items() if p in out}
         out["clubtexting"] = out["clubtexting"] if out["clubtexting"] != "n/a" else "no API"
         return out
+
+
+def _rel(path: Path) -> str:
+    """``path`` as typed in the repository (relative inside it, absolute outside); symlinks
+    (a virtualenv's python) are kept as they are."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(ROOT.resolve()))
+    except ValueError:
+        try:
+            return str(absolute.relative_to(ROOT))
+        except ValueError:
+            return str(absolute)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _py(value: str) -> str:
+    """A Python string literal in double quotes (the one-liner is single-quoted)."""
+    return json.dumps(value)
 
 
 def _json_message(record: logging.LogRecord) -> bool:
@@ -611,6 +853,42 @@ def _json_message(record: logging.LogRecord) -> bool:
         )
         record.exc_info = None
     return True
+
+
+_KINDS = {
+    "Message Status Changed": "status",
+    "Inbound Message Received": "inbound",
+    "Opt-Out Changed": "opt-out",
+}
+
+
+def _short_event(line: str) -> str:
+    """`smsgate events`' line (numbers masked, no text) in fewer columns, for the view."""
+    line = " ".join(line.split())
+    for kind, short in _KINDS.items():
+        if line.startswith(kind):
+            return short + line[len(kind) :]
+    return line
+
+
+def _serve_with_a_slower_poll(sims: Any, poll_interval: float = 0.5) -> None:
+    """The simulators serve with a 0.05 s poll, so that tests stopping them hundreds of times
+    do not wait: 20 wake-ups a second each, the largest cost of an idle local stack. A stack
+    that runs for hours serves them with socketserver's usual 0.5 s (stop waits that long)."""
+    for sim in getattr(sims, "by_name", {}).values():
+        server, thread = getattr(sim, "_server", None), getattr(sim, "_thread", None)
+        if server is None or thread is None:
+            continue
+        server.shutdown()  # ends this serve_forever loop; the socket stays open and listening
+        thread.join(timeout=5)
+        again = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": poll_interval},
+            name=thread.name,
+            daemon=True,
+        )
+        again.start()
+        sim._thread = again
 
 
 def _clear_smsgate_caches() -> None:
@@ -749,6 +1027,17 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
+def _ports_free_or_say(options: Options) -> bool:
+    busy = busy_ports(options.host, options.ports)
+    if not busy:
+        return True
+    print(busy_message(options.host, busy, options.ports, options.state_dir), file=sys.stderr)
+    return False
+
+
+# --------------------------------------------------------------------------- main
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
     out = sys.stdout
@@ -765,20 +1054,34 @@ def main(argv: list[str] | None = None) -> int:
         args.demo = True
         args.exit_after_demo = True
 
+    options = _options(args)
+    view = options.view and not args.exit_after_demo and out.isatty()
+    if options.view and not view and not args.exit_after_demo:
+        print("(no terminal: no live view; events and alarm changes are printed)", flush=True)
+    options.view = view
+    if not _ports_free_or_say(options):
+        return 2
+
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    options = _options(args)
-    if args.exit_after_demo:
-        options.view = False
     local = LocalStack(options)
     code = 0
     try:
         started = time.monotonic()
-        local.start()
+        try:
+            local.start()
+        except (OSError, SystemExit) as exc:  # werkzeug exits when it cannot bind
+            busy = busy_ports(options.host, options.ports)
+            if (isinstance(exc, OSError) and exc.errno != errno.EADDRINUSE) or not busy:
+                raise
+            # taken between the check and the bind
+            message = busy_message(options.host, busy, options.ports, options.state_dir)
+            print(message, file=sys.stderr)
+            return 2
         print(local.banner(), flush=True)
         print(f"(started in {time.monotonic() - started:.1f} s)", flush=True)
         if args.demo:
@@ -788,13 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 0 if ok else 1
             if args.exit_after_demo:
                 return code
-        view = options.view and out.isatty()
-        if options.view and not view:
-            print("(no terminal: live view off)", flush=True)
-        while not stop.wait(1.5):
-            if view:
-                out.write("\x1b[H\x1b[2J" + local.view_text() + "\n")
-                out.flush()
+        _show(local, stop, out if view else None)
         return code
     finally:
         print("\nstopping...", flush=True)
@@ -802,3 +1099,21 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("stopped.", flush=True)
+
+
+def _show(local: LocalStack, stop: threading.Event, terminal: IO[str] | None) -> None:
+    """Until stopped: the live view, redrawn when what it shows (or the terminal's size)
+    changed; without a terminal, nothing here (the stack prints each event as it comes)."""
+    if terminal is None:
+        while not stop.wait(1.0):
+            pass
+        return
+    from .view import Screen
+
+    screen = Screen(terminal)
+    while not stop.wait(0.5):
+        size = shutil.get_terminal_size()
+        try:
+            screen.draw(local.view_lines(size.columns, size.lines), size.columns, size.lines)
+        except Exception:
+            log.exception("live view")

@@ -31,12 +31,71 @@ Handler = Callable[[dict[str, Any], Any], Any]
 # --------------------------------------------------------------------------- moto server
 
 
+class ChangeSignal:
+    """A counter moved by every change of one kind (moto server's DynamoDB writes, say),
+    for workers that would otherwise poll: read ``value``, look, then ``wait_past(value)``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.value = 0
+
+    def bump(self) -> None:
+        with self._cond:
+            self.value += 1
+            self._cond.notify_all()
+
+    def wait_past(self, seen: int, timeout: float) -> int:
+        """Until ``value`` is not ``seen`` or ``timeout`` seconds passed; the value then."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.value != seen, timeout)
+            return self.value
+
+
+# SQS actions that change what a queue holds (a receive only hides messages for a while)
+_SQS_WRITES = frozenset(
+    f"AmazonSQS.{action}"
+    for action in (
+        "SendMessage",
+        "SendMessageBatch",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "PurgeQueue",
+    )
+)
+# DynamoDB actions that change an item or a table (what a stream or a view may have to read)
+_DYNAMODB_WRITES = frozenset(
+    {
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "ExecuteStatement",
+        "BatchExecuteStatement",
+        "ExecuteTransaction",
+        "CreateTable",
+        "UpdateTable",
+        "DeleteTable",
+    }
+)
+
+
 class MotoServer:
     """moto server on a werkzeug thread: Nagle off (CONTRIBUTING.md, Running things), its socket
-    closed on stop (moto's ThreadedMotoServer leaves it open)."""
+    closed on stop (moto's ThreadedMotoServer leaves it open). ``changes["dynamodb"]`` moves
+    with every DynamoDB write it answers, ``changes["sqs"]`` with every SQS send, delete or
+    visibility change, ``changes["scheduler"]`` with every change to a schedule, so the stream
+    pollers, the view, the queue metrics and the hold scheduler wait instead of polling."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
         self.host, self.port = host, port
+        self.changes = {
+            "dynamodb": ChangeSignal(),
+            "sqs": ChangeSignal(),
+            "scheduler": ChangeSignal(),
+        }
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -58,13 +117,29 @@ class MotoServer:
 
         moto_app = DomainDispatcherApplication(create_backend_app)
         dynamodb_lock = threading.Lock()
+        dynamodb_changed, schedules_changed = self.changes["dynamodb"], self.changes["scheduler"]
+        sqs_changed = self.changes["sqs"]
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:
             # moto checks a DynamoDB condition, then writes, without a lock: two functions'
             # threads could both win a conditional write that DynamoDB serialises.
-            if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target.startswith("DynamoDB"):
                 with dynamodb_lock:
-                    return list(moto_app(environ, start_response))
+                    answer = list(moto_app(environ, start_response))
+                if target.rpartition(".")[2] in _DYNAMODB_WRITES:
+                    dynamodb_changed.bump()
+                return answer
+            if target in _SQS_WRITES:
+                answer = list(moto_app(environ, start_response))
+                sqs_changed.bump()
+                return answer
+            if environ.get("REQUEST_METHOD") != "GET" and "/scheduler/aws4_request" in (
+                environ.get("HTTP_AUTHORIZATION", "")
+            ):
+                answer = list(moto_app(environ, start_response))
+                schedules_changed.bump()
+                return answer
             return moto_app(environ, start_response)
 
         self._server = make_server(self.host, self.port, app, True, request_handler=Handler)
@@ -221,8 +296,10 @@ class SqsPoller(_Worker):
         window: float = 0.0,
         on_batch: Callable[[dict[str, Any], Any], None] | None = None,
         concurrency: int = 1,
+        wait_seconds: int = 1,
     ) -> None:
         self.sqs, self.function = sqs, function
+        self.wait_seconds = max(0, min(20, wait_seconds))  # each receive's long poll
         self.queue_url, self.queue_arn = queue_url, queue_arn
         self.batch_size, self.window = max(1, batch_size), max(0.0, window)
         self.on_batch = on_batch
@@ -253,7 +330,7 @@ class SqsPoller(_Worker):
             return
         while not self.stop_event.is_set():
             try:
-                self.poll_once()
+                self.poll_once(self.wait_seconds)
             except Exception:
                 self.errors += 1
                 log.exception("send poller: poll failed")
@@ -276,7 +353,7 @@ class SqsPoller(_Worker):
                 if not self._slots.acquire(timeout=0.5):
                     continue  # every instance is busy
                 try:
-                    messages = self._gather(1)
+                    messages = self._gather(self.wait_seconds)
                 except Exception:
                     self._slots.release()
                     self.errors += 1
@@ -403,7 +480,10 @@ class StreamPoller(_Worker):
     Each read starts from a new iterator at the position kept here (after the last record
     done): moto replaces a table's stream object when it rolls back a failed transaction (a
     duplicate receipt), which strands every iterator handed out before. ``forget`` is told
-    each iterator once used (moto keeps every one it hands out otherwise)."""
+    each iterator once used (moto keeps every one it hands out otherwise).
+
+    With ``changes`` (moto server's DynamoDB writes), an idle poller waits for the next write
+    (reading again at least every ``idle`` seconds) instead of reading every ``interval``."""
 
     thread_name = "stream-poller"
 
@@ -420,6 +500,8 @@ class StreamPoller(_Worker):
         dlq_url: str | None = None,
         interval: float = 0.25,
         forget: Callable[[str], None] | None = None,
+        changes: ChangeSignal | None = None,
+        idle: float = 30.0,
     ) -> None:
         self.streams, self.function, self.stream_arn = streams, function, stream_arn
         self.batch_size, self.window = max(1, min(batch_size, 1000)), max(0.0, window)
@@ -428,6 +510,7 @@ class StreamPoller(_Worker):
         self.sqs, self.dlq_url = sqs, dlq_url
         self.interval = interval
         self.forget = forget or (lambda iterator: None)
+        self.changes, self.idle = changes, idle
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         # shard id -> {"after": last sequence done, "at": sequence to read again, "tries",
@@ -439,13 +522,26 @@ class StreamPoller(_Worker):
 
     def _run(self) -> None:
         while not self.stop_event.is_set():
+            seen = self.changes.value if self.changes is not None else 0
             try:
                 if not self.poll_once():
-                    self.stop_event.wait(self.interval)
+                    self._idle(seen)
             except Exception:
                 self.errors += 1
                 log.exception("stream poller %s: poll failed", self.function.logical_id)
                 self.stop_event.wait(1.0)
+
+    def _idle(self, seen: int) -> None:
+        """Until a write after ``seen`` (or ``idle`` seconds, or stop), then no sooner than
+        ``interval`` after this empty read (a burst of writes is one more read, not many);
+        without ``changes``, one interval."""
+        started = time.monotonic()
+        if self.changes is not None:
+            deadline = started + self.idle
+            while not self.stop_event.is_set() and time.monotonic() < deadline:
+                if self.changes.wait_past(seen, min(1.0, self.idle)) != seen:
+                    break
+        self.stop_event.wait(max(0.0, started + self.interval - time.monotonic()))
 
     def _iterator(self, shard: str, state: dict[str, Any]) -> str:
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard}
@@ -627,7 +723,9 @@ class ScheduledRun:
 class Scheduler:
     """EventBridge for the local stack: runs the template's Schedule events at their rate (or
     every ``fast`` seconds), and fires due one-time schedules (``at(...)``) of the hold group
-    by sending their Input to their target queue, then deleting them."""
+    by sending their Input to their target queue, then deleting them. With ``hold_changes``
+    (moto server's schedule changes) the hold group is read again only after a change, when
+    the earliest schedule it holds is due, or every ``hold_recheck`` seconds; else every tick."""
 
     def __init__(
         self,
@@ -639,6 +737,8 @@ class Scheduler:
         queue_urls_by_arn: Mapping[str, str] | None = None,
         first_run_delay: float = 1.0,
         tick: float = 1.0,
+        hold_changes: ChangeSignal | None = None,
+        hold_recheck: float = 60.0,
     ) -> None:
         self.runs: list[ScheduledRun] = []
         now = time.monotonic()
@@ -664,6 +764,10 @@ class Scheduler:
         self.queue_urls_by_arn = dict(queue_urls_by_arn or {})
         self.tick = tick
         self.fired_holds = 0
+        self.hold_changes, self.hold_recheck = hold_changes, hold_recheck
+        self._holds_seen: int | None = None  # hold_changes' value when the group was read
+        self._next_hold: dt.datetime | None = None  # the earliest schedule not due then
+        self._holds_read_at = float("-inf")
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -702,15 +806,25 @@ class Scheduler:
                     run.next_at = now + run.interval
                     self._invoke(run)
             try:
-                self.fire_due_holds()
+                if self._holds_to_read():
+                    self.fire_due_holds()
             except Exception:
                 log.exception("firing held-message schedules failed")
+
+    def _holds_to_read(self) -> bool:
+        if self.hold_changes is None or self.hold_changes.value != self._holds_seen:
+            return True
+        if self._next_hold is not None and dt.datetime.now(dt.UTC) >= self._next_hold:
+            return True
+        return time.monotonic() - self._holds_read_at >= self.hold_recheck
 
     def fire_due_holds(self, now: dt.datetime | None = None) -> int:
         if not (self.scheduler and self.sqs and self.hold_group):
             return 0
+        seen = self.hold_changes.value if self.hold_changes is not None else None
         now = now or dt.datetime.now(dt.UTC)
         fired = 0
+        next_hold: dt.datetime | None = None
         kwargs: dict[str, Any] = {"GroupName": self.hold_group}
         while True:
             page = self.scheduler.list_schedules(**kwargs)
@@ -720,6 +834,8 @@ class Scheduler:
                     sched.get("ScheduleExpression", ""), sched.get("ScheduleExpressionTimezone")
                 )
                 if due is None or due > now or sched.get("State") == "DISABLED":
+                    if due is not None and due > now and sched.get("State") != "DISABLED":
+                        next_hold = due if next_hold is None else min(next_hold, due)
                     continue
                 target = sched.get("Target", {})
                 url = self.queue_urls_by_arn.get(target.get("Arn", ""))
@@ -748,6 +864,8 @@ class Scheduler:
                 break
             kwargs["NextToken"] = page["NextToken"]
         self.fired_holds += fired
+        self._holds_seen, self._next_hold = seen, next_hold
+        self._holds_read_at = time.monotonic()
         return fired
 
 
