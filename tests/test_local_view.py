@@ -115,3 +115,21 @@ def test_the_screen_draws_only_when_something_changed() -> None:
     assert out.getvalue() == drawn
     assert screen.draw(lines, 100, 24)  # the terminal was resized
     assert screen.draw(lines[:-1], 100, 24)
+
+
+def test_the_demo_summary_fits_the_terminal_and_never_cuts_a_word() -> None:
+    from smsgate_local.demo import summary_lines
+
+    detail = "demo-1-4 (invalid_body: invalid message: to: phone number is not a phone number)"
+    rows = [
+        ("invalid number", detail, "failed", "failed"),
+        ("keyword PIZZA", "HTTP 200, reply 'Pizza night! 2 for 1'", "Pizza night!", "Pizza!"),
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    for columns in (80, 60, 40, 200):
+        lines = summary_lines(rows, width, columns)
+        assert all(len(line) <= columns for line in lines), columns
+        words = " ".join(lines).split()
+        for word in detail.split():  # every word of the detail is there, whole
+            assert word in words, (columns, word)
+        assert any("NO" in line.split() for line in lines)  # the mismatch is marked

@@ -324,13 +324,16 @@ def cmd_credits(args: argparse.Namespace, ctx: Context, out: Out) -> int:
                 row["state"], failed = f"FAIL: {exc}", True
         rows.append(row)
     out.emit(
-        {"credits": rows},
+        {"credits": rows, "asked": "now, of each provider"},
         lambda: table(
             ["provider", "balance", "state"],
             ([r["provider"], _num(r["balance"]), r["state"]] for r in rows),
             out.out,
         ),
     )
+    if not out.json:
+        out.note("balances asked of the providers now; the alarms and `smsgate providers` use")
+        out.note("the credit check's last reading (shown there with its time)")
     return 1 if failed else 0
 
 

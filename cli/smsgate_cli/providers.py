@@ -55,6 +55,7 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
                 "error_rate": round(window.error_rate, 3),
                 "mean_latency_ms": round(window.mean_latency_ms),
                 "credit": float(state["credit"]) if "credit" in state else None,
+                "credit_at": _when(float(state["credit_at"])) if "credit_at" in state else None,
                 "price": rules.price(name),
                 "lane_waiting": waiting,
                 "lane_in_flight": in_flight,
@@ -71,7 +72,7 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
                     str(r["answers"]),
                     f"{r['error_rate']:.0%}",
                     f"{r['mean_latency_ms']} ms",
-                    "-" if r["credit"] is None else f"{r['credit']:g}",
+                    _credit(r["credit"], r["credit_at"]),
                     "-" if r["price"] is None else f"{r['price']:g}",
                     "-"
                     if r["lane_waiting"] is None
@@ -83,6 +84,13 @@ def cmd_providers(args: argparse.Namespace, ctx: Context, out: Out) -> int:
         ),
     )
     return 0
+
+
+def _credit(credit: float | None, at: str | None) -> str:
+    """The credit check's last reading and its time of day (UTC): `997 at 03:05:21`."""
+    if credit is None:
+        return "-"
+    return f"{credit:g} at {at[11:19]}" if at else f"{credit:g}"
 
 
 def _lane_depth(ctx: Context, provider: str) -> tuple[int | None, int | None]:

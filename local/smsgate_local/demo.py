@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -272,7 +274,8 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
         actual = str(item.get("status", "not recorded"))
         detail = mid
         if item.get("error_code"):
-            detail += f" ({item['error_code']}: {str(item.get('error', ''))[:40]})"
+            error = textwrap.shorten(str(item.get("error", "")), 60, placeholder="…")
+            detail += f" ({item['error_code']}: {error})"
         exp = expected + (f" ({code})" if code else "")
         act = actual + (f" ({item.get('error_code')})" if code else "")
         rows.append((label, detail, exp, act))
@@ -327,14 +330,43 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
     ]
     width[2] = min(width[2], 40)
     width[3] = min(width[3], 40)
-    say("")
-    say(f"{'what':<{width[0]}}  {'expected':<{width[2]}}  {'actual':<{width[3]}}  ok  detail")
-    for what, detail, exp, act in rows:
-        mark = "ok" if exp == act else "NO"
-        say(f"{what:<{width[0]}}  {exp[:40]:<{width[2]}}  {act[:40]:<{width[3]}}  {mark}  {detail}")
+    # not a terminal (a log, a pipe): one line per item, unwrapped
+    for line in summary_lines(rows, width, shutil.get_terminal_size((1000, 24)).columns):
+        say(line)
     say("")
     say(
         f"demo {'passed' if ok else 'FAILED'}: {sum(e == a for _w, _d, e, a in rows)}/{len(rows)} "
         f"as expected in {time.monotonic() - started:.1f} s"
     )
     return ok
+
+
+def summary_lines(
+    rows: list[tuple[str, str, str, str]], width: list[int], columns: int
+) -> list[str]:
+    """The summary table, fitted to `columns`: a detail that does not fit wraps at word
+    boundaries under its column; a terminal too narrow for the columns gets one block per
+    item (what, the outcome, then the detail indented)."""
+    lead = width[0] + width[2] + width[3] + 10  # the columns before the detail
+    lines = [""]
+    if columns - lead >= 24:
+        lines.append(
+            f"{'what':<{width[0]}}  {'expected':<{width[2]}}  {'actual':<{width[3]}}  ok  detail"
+        )
+        for what, detail, exp, act in rows:
+            mark = "ok" if exp == act else "NO"
+            wrapped = textwrap.wrap(detail, columns - lead) or [""]
+            lines.append(
+                f"{what:<{width[0]}}  {exp[:40]:<{width[2]}}  {act[:40]:<{width[3]}}  {mark}  "
+                + wrapped[0]
+            )
+            lines.extend(" " * lead + more for more in wrapped[1:])
+        return lines
+    for what, detail, exp, act in rows:
+        mark = "ok" if exp == act else "NO"
+        outcome = act if exp == act else f"{act} (expected {exp})"
+        lines.extend(textwrap.wrap(f"{mark}  {what}: {outcome}", columns, subsequent_indent="    "))
+        lines.extend(
+            textwrap.wrap(detail, columns, initial_indent="    ", subsequent_indent="    ")
+        )
+    return lines
