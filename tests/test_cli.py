@@ -893,3 +893,59 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path, argv: list[str]) -> None:
     assert process.returncode == 0, err.decode()
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
     assert b"Exception ignored" not in err
+
+
+# --------------------------------------------------------------------------- later, cancel
+
+
+def test_send_at_and_valid_for_reach_the_body(cli: Run, stack: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    result = cli("send", "--to", "+33612345678", "--text", "Rappel", "--provider",
+                 "textinghouse", "--at", when.isoformat(), "--valid-for", "5m")  # fmt: skip
+    assert result.code == 0, result.err
+    (body,) = queued_bodies(stack)
+    assert body["send_at"] == when.isoformat() and body["validity_seconds"] == 300
+
+
+def test_send_at_mistakes_are_refused(cli: Run, stack: Any) -> None:
+    base = ("send", "--to", "+33612345678", "--text", "x", "--provider", "textinghouse")
+    past = cli(*base, "--at", "2020-01-01T09:00:00Z")
+    assert past.code == 1 and "send_at: is in the past" in past.err
+    naive = cli(*base, "--at", "2030-01-01T09:00:00")
+    assert naive.code == 1 and "send_at" in naive.err
+    for bad in ("5 minutes", "-5m", "0", "m"):
+        result = cli(*base, f"--valid-for={bad}")
+        assert result.code == 2 and "duration" in result.err, bad
+    assert queued_bodies(stack) == []
+
+
+def test_cancel_answers_from_the_sender(cli: Run, stack: Any, store: Store) -> None:
+    import threading
+
+    from conftest import load_function
+    from sqs_source import poll_once
+
+    put_record(store, "gone-1", status="delivered", to="+33612345678")
+    late = cli("cancel", "gone-1")
+    assert late.code == 1 and "too late" in late.out
+    assert queued_bodies(stack) == []  # nothing was asked of the sender
+    put_record(store, "held-1", status="scheduled", to="+33612345678", lease="")
+    answer: dict[str, Result] = {}
+    asking = threading.Thread(
+        target=lambda: answer.update(r=cli("--json", "cancel", "held-1", "--wait", "30"))
+    )
+    asking.start()
+    handler = load_function("send").lambda_handler
+    url, arn = stack.queues["SendQueue"], stack.queue_arns["SendQueue"]
+    while asking.is_alive():
+        poll_once(url, arn, handler, 30_000)
+        asking.join(0.2)
+    result = answer["r"]
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {
+        "id": "held-1", "status": "failed", "cancelled": True, "result": "cancelled"
+    }  # fmt: skip
+    again = cli("cancel", "held-1")
+    assert again.code == 0 and "already cancelled" in again.out

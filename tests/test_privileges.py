@@ -372,6 +372,7 @@ def send_paths(paths: Paths) -> None:
     paths.send([{"id": "s3", "to": FR, "text": "hello"}])  # retried: visibility back-off
     wiring.send_service().clock = lambda: SUNDAY_NOON
     paths.send([{"id": "s4", "to": FR, "text": "promo STOP sms-s.top", "commercial": True}])  # held
+    paths.send([{"cancel": "s4"}])  # cancelled while held: its schedule deleted
     paths.sims.textinghouse.force_answer("ERR: 104 | Insufficient credit", times=1)
     paths.send([{"id": "s5", "to": FR, "text": "credit"}])  # 104: TextingHouse marked unhealthy
     paths.send([{"id": "s6", "to": FR, "text": "waits"}])  # no healthy provider: re-queued

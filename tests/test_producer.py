@@ -87,7 +87,7 @@ NAMED_REFUSALS = [
     ("club texting: not a US number", FR, "Bonjour", {"provider": "clubtexting"},
      "clubtexting: rule:number: Club Texting only reaches 10-digit US numbers"),
     ("club texting: a TextingHouse option", US, "Hi", {"provider": "clubtexting", "sender": "a"},
-     "clubtexting: rule:options: commercial and sender are TextingHouse options"),
+     "clubtexting: rule:options: sender is a TextingHouse option"),
     ("group texting: a 14-character subject", US, "Hi", {"provider": "grouptexting",
      "subject": "s" * 14}, "grouptexting: rule:subject: subject is 14 characters, limit 13"),
     ("group texting: 161 characters", US, "y" * 161, {"provider": "grouptexting"},

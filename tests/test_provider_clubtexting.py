@@ -113,7 +113,8 @@ TABLE: list[Row] = [
     ("UK number", sms(to="+447911123456"), DEFAULT, None, Rule("number")),
     ("empty message", sms(""), DEFAULT, None, Rule("empty")),
     ("blank message", sms("   "), DEFAULT, None, Rule("empty")),
-    ("commercial is not an option", sms(commercial=True), DEFAULT, None, Rule("options")),
+    # `commercial` is smsgate's flag (quiet hours, kept by the sender): accepted, not sent
+    ("commercial is accepted, not sent", sms(commercial=True), DEFAULT, req(), OK),
     ("sender is not an option", sms(sender="Acme"), DEFAULT, None, Rule("options")),
     # --- transport faults ---------------------------------------------------------------
     (

@@ -248,6 +248,9 @@ TABLE: list[Row] = [
     ("non-US number", sms(to="+33612345678"), DEFAULT, None, Rule("number")),
     ("empty message", sms(""), DEFAULT, None, Rule("empty")),
     ("express is not an option", sms(express=True), DEFAULT, None, Rule("options")),
+    ("sender is not an option", sms(sender="Acme"), DEFAULT, None, Rule("options")),
+    # `commercial` is smsgate's flag (quiet hours, kept by the sender): accepted, not sent
+    ("commercial is accepted, not sent", sms(commercial=True), DEFAULT, sent(), OK),
     # --- send: transport faults ---------------------------------------------------------
     (
         "send connection refused",

@@ -776,3 +776,45 @@ def test_failed_sends_are_counted_by_reason(stack: Any, sims: Any, send: Any, ca
         m["MessagesFailed"][0] for m in lines if "MessagesFailed" in m and "Provider" not in m
     ]
     assert sum(totals) == 4
+
+
+# --- quiet hours: commercial messages on every provider -------------------------------------
+
+MONDAY_2330_NYC = datetime(2026, 11, 24, 4, 30, tzinfo=UTC)  # 23:30 in New York (UTC-5)
+TUESDAY_10_NYC = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+MONDAY_11_PARIS = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+QUIET = [
+    # (provider, to, text, outside quiet hours, when they end (UTC), inside them)
+    ("clubtexting", US, "Sale today", MONDAY_2330_NYC, "2026-11-24T13:00:00", TUESDAY_10_NYC),
+    ("grouptexting", US, "Sale today", MONDAY_2330_NYC, "2026-11-24T13:00:00", TUESDAY_10_NYC),
+    ("textinghouse", FR, PROMO, SUNDAY_NOON, "2026-11-23T07:00:00", MONDAY_11_PARIS),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "to", "text", "outside", "opens", "inside"), QUIET, ids=[q[0] for q in QUIET]
+)
+def test_commercial_messages_keep_quiet_hours_on_every_provider(
+    stack: Any,
+    sims: Any,
+    send: Any,
+    service: Any,
+    provider: str,
+    to: str,
+    text: str,
+    outside: datetime,
+    opens: str,
+    inside: datetime,
+) -> None:
+    body = {"to": to, "text": text, "commercial": True, "provider": provider}
+    service.clock = lambda: outside
+    sims.textinghouse.set_clock(outside)
+    assert run(stack, send, [{**body, "id": "quiet1"}]) == {"batchItemFailures": []}
+    record = message(stack, "quiet1")
+    assert record["status"] == "scheduled" and record["not_before"].startswith(opens), record
+    assert sends(sims, provider) == []
+    service.clock = lambda: inside
+    sims.textinghouse.set_clock(inside)
+    assert run(stack, send, [{**body, "id": "quiet2"}]) == {"batchItemFailures": []}
+    assert message(stack, "quiet2")["status"] == "sent"
+    assert len(sends(sims, provider)) == 1

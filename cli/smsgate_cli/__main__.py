@@ -151,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--subject", help="Club Texting / Group Texting subject")
     p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
-    p.add_argument("--commercial", action="store_true", help="TextingHouse commercial message")
+    p.add_argument(
+        "--commercial",
+        action="store_true",
+        help="marketing: held outside the recipient's quiet hours",
+    )
     p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
     p.add_argument(
         "--failover",
@@ -159,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="may another provider carry it after a refusal that blames the provider "
         "(default: yes when no --provider is named)",
+    )
+    p.add_argument(
+        "--at",
+        metavar="WHEN",
+        help="send it then, not now: ISO 8601 with an offset or Z (2027-01-05T09:00:00+01:00), "
+        "1 minute to 365 days ahead; held until then",
+    )
+    p.add_argument(
+        "--valid-for",
+        type=_duration,
+        metavar="DURATION",
+        help="never send it after this long (90s, 5m, 2h, 1d; from --at when given): it "
+        "ends failed/expired instead",
     )
     p.add_argument(
         "--delimiter",
@@ -275,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--credits", type=_positive, required=True, metavar="N")
 
     p = command(
+        "cancel",
+        "take back a message that has not gone out",
+        commands.cmd_cancel,
+        description=(
+            "Cancel a message that is still queued, scheduled or held: it ends failed "
+            '(cancelled) and its schedule is deleted. Puts {"cancel": "ID"} on the send '
+            "queue and waits for the sender's answer. A message already sent is not changed "
+            "(exit 1, with its status); cancelling twice is the same as once; an id not seen "
+            "yet is recorded cancelled, so its message is never sent."
+        ),
+    )
+    p.add_argument("id", help="the message id")
+    p.add_argument("--wait", type=_positive, default=20, metavar="SECONDS")
+
+    p = command(
         "erase",
         "erase one number's messages (personal data request)",
         commands.cmd_erase,
@@ -358,6 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
         commands.cmd_doctor,
     )
     return parser
+
+
+def _duration(value: str) -> int:
+    """`90`, `90s`, `5m`, `2h`, `1d` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    text = value.strip().lower()
+    scale = units.get(text[-1:], 0)
+    number = text[:-1] if scale else text
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"not a duration like 90s, 5m, 2h or 1d: {value!r}")
+    return int(number) * (scale or 1)
 
 
 def _positive(value: str) -> int:

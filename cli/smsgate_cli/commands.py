@@ -5,7 +5,9 @@ Failure exits 1, Usage 2)."""
 from __future__ import annotations
 
 import argparse
+import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -492,3 +494,39 @@ def _reason(exc: BaseException) -> str:
         err = exc.response.get("Error", {})
         return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
     return str(exc) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def cmd_cancel(args: argparse.Namespace, ctx: Context, out: Out) -> int:
+    """Put a cancel body on the send queue and wait until the record says what it did."""
+    before = ctx.store.get_message(args.id)
+    if before is not None and before.get("error_code") == "cancelled":
+        return _cancel_answer(out, args.id, before, "already cancelled", 0)
+    if before is not None and before.get("status") not in ("queued", "scheduled"):
+        return _cancel_answer(out, args.id, before, "too late: it has gone out", 1)
+    ctx.client("sqs").send_message(
+        QueueUrl=ctx.target.send_queue_url, MessageBody=json.dumps({"cancel": args.id})
+    )
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        record = ctx.store.get_message(args.id)
+        if record is not None and record.get("error_code") == "cancelled":
+            return _cancel_answer(out, args.id, record, "cancelled", 0)
+        if record is not None and record.get("status") not in ("queued", "scheduled"):
+            return _cancel_answer(out, args.id, record, "too late: it has gone out", 1)
+        time.sleep(0.5)
+    raise Failure(
+        f"the cancel of {args.id!r} is queued but no sender has taken it in {args.wait} s: "
+        f"see `smsgate status {args.id}`"
+    )
+
+
+def _cancel_answer(out: Out, message_id: str, record: dict[str, Any], what: str, code: int) -> int:
+    status = str(record.get("status", "?"))
+    out.emit(
+        {"id": message_id, "status": status, "cancelled": code == 0, "result": what},
+        lambda: out.out.write(f"{message_id}: {what} ({status})\n"),
+    )
+    return code

@@ -174,6 +174,8 @@ def fields_of(args: argparse.Namespace) -> dict[str, Any]:
         "commercial": True if args.commercial else None,
         "sender": args.sender,
         "failover": args.failover,
+        "send_at": args.at,
+        "validity_seconds": args.valid_for,
     }
 
 

@@ -62,6 +62,49 @@ FAILOVER_RULES = {
 }
 
 
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _expired(
+    info: dict[str, Any],
+    client: Callable[[str], Any],
+    ctl: Callable[..., Any],
+    say: Callable[[str], None],
+    message_id: str,
+    to: str,
+    run: str,
+    timeout: float,
+) -> tuple[str, str, str, str]:
+    """A one-time code valid for 2 seconds, its provider refusing the first try."""
+    ctl("/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending")
+    say("a code valid for 2 s through Group Texting, whose simulator answers 503 once")
+    body = {
+        "id": message_id,
+        "to": to,
+        "text": f"Your code {run[-6:]}",
+        "provider": "grouptexting",
+        "validity_seconds": 2,
+    }
+    client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
+    item: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = (
+            client("dynamodb")
+            .get_item(
+                TableName=info["messages_table"], Key={"id": {"S": message_id}}, ConsistentRead=True
+            )
+            .get("Item")
+        )
+        item = {k: next(iter(v.values())) for k, v in (raw or {}).items()}
+        if item.get("status") in ("failed", "sent", "delivered"):
+            break
+        time.sleep(0.3)
+    actual = f"{item.get('status', 'not recorded')} ({item.get('error_code', '-')})"
+    return ("expired (validity)", message_id, "failed (expired)", actual)
+
+
 def _failover(
     info: dict[str, Any],
     client: Callable[[str], Any],
@@ -232,6 +275,17 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
             "failed",
             "opted_out",
         ),
+        (
+            "scheduled (send_at)",
+            {
+                "to": fr(),
+                "text": f"Rappel de rendez-vous {run}",
+                "provider": "textinghouse",
+                "send_at": _iso(time.time() + 2 * 3600),
+            },
+            "scheduled",
+            None,
+        ),
     ]
     ids = []
     for n, (_label, body, _expected, _code) in enumerate(messages):
@@ -283,6 +337,10 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
 
     # 4b. failover: Group Texting refuses (HTTP 503, its rate limit) and Club Texting carries it
     rows.append(_failover(info, client, ctl, say, f"demo-{run}-fo", us(), run, timeout))
+
+    # 4c. validity: Group Texting refuses once (503), and the retry would come after the
+    # message's 2-second validity: it ends failed/expired, never sent late
+    rows.append(_expired(info, client, ctl, say, f"demo-{run}-ex", us(), run, timeout))
 
     # 5. TextingHouse credit falls below its alarm threshold
     cw = client("cloudwatch")

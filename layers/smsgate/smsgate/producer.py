@@ -26,11 +26,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .providers import DEFAULT_PROVIDER, PROVIDERS, OutboundSms, ProviderClient, RuleViolation
 from .providers.base import Reply, Transport
-from .queue_body import BadBody, Job, QueueMessage, parse
+from .queue_body import BadBody, Cancel, Job, QueueMessage, parse
 from .retries import describe, is_transient
 from .routing import Router, RoutingConfig, region_of
 
@@ -244,8 +245,13 @@ class Producer:
         except (TypeError, ValueError):
             return Verdict(message_id, body, invalid="body is not JSON")
         job = parse(encoded, message_id, self.default_provider)
+        if isinstance(job, Cancel):
+            return Verdict(message_id, body, invalid="a cancel body is not a message")
         if isinstance(job, BadBody):
             return Verdict(message_id, body, invalid=job.reason)
+        problem = job.message.timing_problem(datetime.now(UTC))
+        if problem:  # the sender checks the same when it first sees the message
+            return Verdict(job.id, body, invalid=f"invalid message: {problem}")
         body = {**body, "id": job.id, "to": job.to}
         if len(encode(body).encode()) > SQS_MAX_BYTES:
             return Verdict(job.id, body, invalid=f"body is over SQS's {SQS_MAX_BYTES} bytes")

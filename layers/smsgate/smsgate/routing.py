@@ -4,7 +4,8 @@ The rules are a JSON document the user edits without a redeploy (the SSM paramet
 `ROUTING_PARAMETER`, read through Powertools with a short cache; its format and an example are
 in docs/contract.md, SSM parameters). The first rule whose match holds for the message gives the
 providers and their weights; with no matching rule (or no document) the stack's default
-provider carries everything.
+provider carries everything. The document also gives commercial messages' quiet hours per
+country (`quiet_hours`, read by the sender's holds).
 
 The router only orders candidates. Whether a candidate can carry the message (credentials, the
 provider's own number and text rules, health) is decided by the sender, which walks the list.
@@ -13,16 +14,19 @@ provider's own number and text rules, health) is decided by the sender, which wa
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .commercial import ANY_COUNTRY, parse_windows
 from .providers import PROVIDERS
 from .validation import summarise
 
 Weight = Annotated[float, Field(ge=0)]
+_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 class RoutingError(ValueError):
@@ -82,6 +86,21 @@ class RoutingConfig(BaseModel):
     rules: tuple[Rule, ...] = ()
     prices: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     health: HealthPolicy = HealthPolicy()
+    # When commercial messages may go, per recipient country (ISO code, or `*`: every other
+    # country), over smsgate's defaults (commercial.DEFAULT_QUIET_HOURS)
+    quiet_hours: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_windows(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for key, spec in value.items():
+            country = key.strip().upper()
+            if country != ANY_COUNTRY and not _COUNTRY.fullmatch(country):
+                raise ValueError(f"key {key!r} is not an ISO country code or {ANY_COUNTRY!r}")
+            parse_windows(spec)  # a ValueError names the bad part
+            checked[country] = spec
+        return checked
 
     @classmethod
     def parse(cls, document: Any) -> RoutingConfig:

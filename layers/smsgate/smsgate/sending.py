@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .observability import mask
@@ -89,6 +90,8 @@ class Sending:
     recorded: str = ""  # the provider the record names (a retry may have named another)
     requested: bool = False  # a provider request has started: the lease is never given back
     lane: str | None = None  # the lane this message is sent from (None: no lanes)
+    first_claim: bool = False  # the first time smsgate sees this message (its times checked)
+    deadline: datetime | None = None  # never sent after (valid_until / validity_seconds)
 
     @property
     def id(self) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from ..clients import NoConnectionSlot
 from ..observability import count, logger
 from ..providers import PROVIDERS, is_test_number
-from ..queue_body import BadBody, Job, parse
+from ..queue_body import BadBody, Cancel, Job, parse
 from ..retries import describe
 from ..sending import Done, Forward, Result, Retry, lane_route
 from ..status import Status
@@ -91,7 +91,7 @@ class Batch:
         self.lane = service.lane_of(arn)
         self.routing = self.lane is None and service.routes_to_lanes
         default = service.settings.default_provider
-        self.items: dict[str, Job | BadBody] = {
+        self.items: dict[str, Job | BadBody | Cancel] = {
             r["messageId"]: parse(r.get("body", ""), r["messageId"], default) for r in records
         }
         jobs = [i for i in self.items.values() if isinstance(i, Job)]
@@ -134,7 +134,7 @@ class Batch:
         lanes: dict[str, list[Forward]] = {}
         for record in self.records:
             message_id, item = record["messageId"], self.items[record["messageId"]]
-            if isinstance(item, BadBody):  # recorded `failed` here: no lane would take it
+            if isinstance(item, BadBody | Cancel):  # decided here: no lane would take it
                 self._decide(record, partial(self.service.process, item, False, 1))
                 continue
             try:
@@ -272,11 +272,17 @@ class Batch:
         self._failed(self.items[message_id], receive_count(record), "internal_error", reason)
         self.results[message_id] = exc
 
-    def _failed(self, item: Job | BadBody, receive_count: int, code: str, reason: str) -> None:
+    def _failed(
+        self, item: Job | BadBody | Cancel, receive_count: int, code: str, reason: str
+    ) -> None:
         """A record goes back to SQS. On its last receive it goes on to the dead-letter queue
         next: say so in an ERROR line and on the record, so the reason is never lost."""
         service = self.service
         last = receive_count >= service.max_receive_count
+        if isinstance(item, Cancel):  # the cancel comes back (or is dead-lettered), not a message
+            log = logger.error if last else logger.warning
+            log("cancel not applied", extra={"message_id": item.id, "reason": reason, "last": last})
+            return
         extra = {
             "message_id": item.id,
             "reason": reason,

@@ -171,7 +171,7 @@ class Outcomes(SendBase):
             count("ProviderAuthFailed", s.provider)
         elif outcome.category is Category.CREDIT:
             count("ProviderCreditExhausted", s.provider)
-        delay = backoff(outcome.retry_after, s.receive_count)
+        delay = self._before_deadline(s, backoff(outcome.retry_after, s.receive_count))
         extra = s.log(
             code=outcome.code,
             reason=outcome.reason,
@@ -188,7 +188,7 @@ class Outcomes(SendBase):
         to the dead-letter queue — and `MessagesWaiting` (alarmed) says which provider and why."""
         now = time.time()
         until = min(v.until for _, v in waiting)
-        delay = max(30, min(MAX_QUEUE_DELAY, int(until - now) + 1))
+        delay = self._before_deadline(s, max(30, min(MAX_QUEUE_DELAY, int(until - now) + 1)))
         why = "; ".join(f"{p}: {v.reason}" for p, v in waiting)
         self.store.release(
             s.id,
@@ -230,6 +230,20 @@ class Outcomes(SendBase):
         logger.info("message failed", extra=s.log(code=code, reason=reason))
         return Done(Status.FAILED.value, code)
 
+    def _expired(self, s: Sending) -> bool:
+        return s.deadline is not None and self.clock() >= s.deadline
+
+    def _expire(self, s: Sending, why: str = "its validity ended before it could be sent") -> Done:
+        return self._fail(s, "expired", why)
+
+    def _before_deadline(self, s: Sending, delay: int) -> int:
+        """`delay`, shortened so that a message waiting to come back is seen again when its
+        validity ends (and ends `expired` then, not at its next try)."""
+        if s.deadline is None:
+            return delay
+        left = int((s.deadline - self.clock()).total_seconds()) + 1
+        return max(1, min(delay, left))
+
     def _fail_unclaimed(self, bad: BadBody) -> Done:
         """A body that cannot be sent: record it failed, unless the id already has a record
         (then it is somebody else's message, and we must not overwrite it)."""
@@ -255,7 +269,7 @@ def failure_reason(code: str) -> str:
     """The `Reason` dimension of MessagesFailed: a few fixed values, never the raw code."""
     if code.startswith("rule:"):
         return "rule"
-    if code in ("opted_out", "provider_not_configured", "invalid_body", "cancelled"):
+    if code in ("opted_out", "provider_not_configured", "invalid_body", "cancelled", "expired"):
         return code
     return "provider_refused"
 

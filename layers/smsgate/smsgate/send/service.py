@@ -12,16 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from ..observability import count, logger
 from ..providers import (
-    PROVIDERS,
     OutboundSms,
     Outcome,
     OutcomeKind,
 )
-from ..queue_body import BadBody, Job
+from ..queue_body import BadBody, Cancel, Job
 from ..retries import describe
 from ..sending import (
     Done,
@@ -49,7 +49,7 @@ class SendService(Lanes, Recovery, Holds):
 
     def process(
         self,
-        item: Job | BadBody,
+        item: Job | BadBody | Cancel,
         opted_out: bool,
         receive_count: int,
         lane: str | None = None,
@@ -59,6 +59,8 @@ class SendService(Lanes, Recovery, Holds):
         rule, and a failover goes on to the next provider's lane."""
         if isinstance(item, BadBody):
             return self._fail_unclaimed(item)
+        if isinstance(item, Cancel):
+            return self.cancel(item.id)
         sms = item.sms()
         route = self.route(item, sms, routed)
         first = route.ready[0] if route.ready else route.refused[0]
@@ -83,6 +85,8 @@ class SendService(Lanes, Recovery, Holds):
             list(record.get("provider_attempts") or []),
             route.plan.rule if route.plan.rule not in ("default", "named") else "",
             lane=lane,
+            first_claim=int(record.get("attempts") or 0) <= 1,
+            deadline=item.message.deadline(datetime.fromisoformat(created_at)),
         )
         s.recorded = str(record.get("provider") or item.provider)
         try:
@@ -97,15 +101,24 @@ class SendService(Lanes, Recovery, Holds):
 
     def _claimed(self, s: Sending, sms: OutboundSms, route: Route, opted_out: bool) -> Result:
         item = s.job
+        now = self.clock()
+        problem = item.message.timing_problem(now) if s.first_claim else None
+        if problem:  # checked once: when the message comes back from a hold it is on time
+            return self._fail(s, "invalid_body", f"invalid message: {problem}")
+        if self._expired(s):
+            return self._expire(s)
         if opted_out:
             return self._fail(s, "opted_out", "recipient has opted out")
         if not route.ready:
             refusal = route.refused[0]
             return self._fail(s, refusal.code, refusal.reason)
+        send_at = item.message.send_at
+        if send_at is not None and send_at > now:
+            return self._hold(s, send_at, "send_at", "scheduled")
         usable, waiting = self._healthy(route.ready)
         if not usable:
             return self._wait(s, waiting)
-        if item.message.commercial and PROVIDERS[usable[0].provider].holds_commercial:
+        if item.message.commercial:  # quiet hours, on every provider (and its own window)
             s.job = replace(s.job, provider=usable[0].provider)
             held = self._hold_if_closed(s)
             if held is not None:
@@ -125,6 +138,8 @@ class SendService(Lanes, Recovery, Holds):
                 # sender that dies mid-request is settled with the right provider.
                 self.store.note(s.id, s.lease, s.facts())
                 s.recorded = option.provider
+            if self._expired(s):  # checked right before the request: never sent late
+                return self._expire(s)
             started = time.monotonic()
             s.requested = True
             outcome = option.client.send(sms, option.prepared)

@@ -144,11 +144,13 @@ class MessageWrites(Tables):
                 if value is not None and key not in attrs:
                     update.set(key, value)
             update.when(record_absent)
-        elif change.expect_provider is not None:
-            allowed = record_exists & status_in(ranks_below(new))
-            update.when(allowed & provider_is(change.expect_provider))
         else:
-            update.when(record_exists & status_in(ranks_below(new)))
+            allowed = record_exists & status_in(change.only_from or ranks_below(new))
+            if change.expect_provider is not None:
+                allowed = allowed & provider_is(change.expect_provider)
+            if change.unleased:
+                allowed = allowed & lease_free
+            update.when(allowed)
         return update.request(self.messages, {"id": message_id})
 
     def _history_puts(self, message_id: str, change: Transition, at: str) -> list[dict[str, Any]]:

@@ -90,7 +90,9 @@ class Transition:
     - `reconcile=False`: a waiting status that leaves the reconciliation index (it has given
       up on the message; a late receipt still settles it);
     - `also`: other writes that stand or fall with the change (`opt_out_write`,
-      `opt_in_write`), so an opt-out and the message that caused it are stored together.
+      `opt_in_write`), so an opt-out and the message that caused it are stored together;
+    - `only_from`, `unleased`: the change applies only from these statuses, and only while no
+      sender holds the lease (a cancel never races a send).
     """
 
     status: Status
@@ -104,3 +106,6 @@ class Transition:
     reconcile: bool = True
     clear: Sequence[str] = ()
     also: Sequence[Mapping[str, Any]] = ()
+    # Only from these statuses, and only while no sender holds the message (a cancel).
+    only_from: Sequence[str] = ()
+    unleased: bool = False

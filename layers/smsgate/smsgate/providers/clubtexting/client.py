@@ -60,10 +60,9 @@ class ClubTexting(ProviderClient):
             )
         if any(ch in FORBIDDEN for ch in sms.text + sms.subject):
             raise RuleViolation(self.name, "quotes", "message or subject contains ' or \"")
-        if sms.commercial or sms.sender:
-            raise RuleViolation(
-                self.name, "options", "commercial and sender are TextingHouse options"
-            )
+        # `commercial` is smsgate's own flag (quiet hours, kept by the sender): not sent here
+        if sms.sender:
+            raise RuleViolation(self.name, "options", "sender is a TextingHouse option")
         fields = {
             "phonenumber": number,
             "subject": sms.subject,

@@ -181,9 +181,10 @@ class GroupTexting(ProviderClient):
                 f"subject is {len(sms.subject)} characters, limit {MAX_SUBJECT}",
             )
         check_text((sms.subject, sms.text), "subject and message", MAX_TOTAL)
-        if sms.commercial or sms.sender or sms.express:
+        # `commercial` is smsgate's own flag (quiet hours, kept by the sender): not sent here
+        if sms.sender or sms.express:
             raise RuleViolation(
-                self.name, "options", "express, commercial and sender are not Group Texting options"
+                self.name, "options", "express and sender are not Group Texting options"
             )
         fields = {
             "phonenumber": number,
