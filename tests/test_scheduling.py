@@ -12,9 +12,10 @@ import boto3
 import pytest
 from conftest import LambdaContext
 from sqs_source import receive_event, send_bodies
+from test_events import bus, drain, handler, pump
 from test_sender import FR, history, lane, message, run, send, sends, service
 
-__all__ = ["send", "service"]  # the fixtures, shared with tests/test_sender.py
+__all__ = ["bus", "handler", "pump", "send", "service"]  # fixtures shared with other tests
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, 11:00 in Paris
 
@@ -77,6 +78,22 @@ def test_a_retried_message_past_its_validity_is_never_sent(
     record = message(stack, "otp1")
     assert (record["status"], record["error_code"]) == ("failed", "expired")
     assert len(sends(sims, "textinghouse")) == 1  # the refused try only
+
+
+def test_an_expired_message_says_so_in_its_event(
+    stack: Any, sims: Any, send: Any, pump: Any, bus: Any
+) -> None:
+    url, arn = lane(stack, "textinghouse")
+    sims.textinghouse.force_answer("ERR: 300 | Error processing request")
+    send_bodies(url, [{"id": "ev-exp", "to": FR, "text": "code 1", "validity_seconds": 1}])
+    event = receive_event(url, arn)
+    send(event, LambdaContext())
+    time.sleep(1.2)
+    send(event, LambdaContext())
+    pump()
+    [final] = [e["detail"] for e in drain(bus) if e["detail"].get("new_status") == "failed"]
+    assert (final["message_id"], final["error_code"]) == ("ev-exp", "expired")
+    assert "validity" in final["error"]
 
 
 def test_a_retry_comes_back_no_later_than_the_validity(stack: Any, sims: Any, send: Any) -> None:

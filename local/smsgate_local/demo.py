@@ -66,6 +66,28 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def _wait_for(
+    info: dict[str, Any],
+    client: Callable[[str], Any],
+    message_id: str,
+    statuses: tuple[str, ...],
+    timeout: float,
+) -> dict[str, Any]:
+    """The message's item (DynamoDB's typed form) once its status is one of `statuses`, or as
+    it is when `timeout` runs out."""
+    item: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        key = {"id": {"S": message_id}}
+        table = info["messages_table"]
+        item = client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)
+        item = item.get("Item") or {}
+        if item.get("status", {}).get("S") in statuses:
+            break
+        time.sleep(0.3)
+    return item
+
+
 def _expired(
     info: dict[str, Any],
     client: Callable[[str], Any],
@@ -87,20 +109,8 @@ def _expired(
         "validity_seconds": 2,
     }
     client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
-    item: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        raw = (
-            client("dynamodb")
-            .get_item(
-                TableName=info["messages_table"], Key={"id": {"S": message_id}}, ConsistentRead=True
-            )
-            .get("Item")
-        )
-        item = {k: next(iter(v.values())) for k, v in (raw or {}).items()}
-        if item.get("status") in ("failed", "sent", "delivered"):
-            break
-        time.sleep(0.3)
+    raw = _wait_for(info, client, message_id, ("failed", "sent", "delivered"), timeout)
+    item = {k: next(iter(v.values())) for k, v in raw.items()}
     actual = f"{item.get('status', 'not recorded')} ({item.get('error_code', '-')})"
     return ("expired (validity)", message_id, "failed (expired)", actual)
 
@@ -133,22 +143,7 @@ def _failover(
         say("routing rules: Group Texting first for US numbers; its simulator answers 503 once")
         body = {"id": message_id, "to": to, "text": f"Failover demo {run}"}
         client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
-        item: dict[str, Any] = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = (
-                client("dynamodb")
-                .get_item(
-                    TableName=info["messages_table"],
-                    Key={"id": {"S": message_id}},
-                    ConsistentRead=True,
-                )
-                .get("Item")
-            )
-            item = raw or {}
-            if item.get("status", {}).get("S") == "sent":
-                break
-            time.sleep(0.3)
+        item = _wait_for(info, client, message_id, ("sent",), timeout)
     finally:
         ssm.put_parameter(Name=name, Value=before, Type="String", Overwrite=True)
         ctl("/refresh-parameters")
@@ -388,8 +383,9 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
     ]
     width[2] = min(width[2], 40)
     width[3] = min(width[3], 40)
-    # not a terminal (a log, a pipe): one line per item, unwrapped
-    for line in summary_lines(rows, width, shutil.get_terminal_size((1000, 24)).columns):
+    # not a terminal (a log, a pipe, a test): one line per item, unwrapped
+    columns = shutil.get_terminal_size().columns if out.isatty() else 1000
+    for line in summary_lines(rows, width, columns):
         say(line)
     say("")
     say(
