@@ -64,3 +64,50 @@ def test_nothing_points_outside_the_repository() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         found += [f"{path.relative_to(ROOT)}: {m.group()}" for m in pattern.finditer(text)]
     assert found == []
+
+
+def _subcommands() -> dict[str, set[str]]:
+    """Each CLI command -> the options it takes (its own and the global ones)."""
+    import argparse
+
+    parser = build_parser()
+    globals_ = {o for a in parser._actions for o in a.option_strings}
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    commands: dict[str, set[str]] = {}
+    for name, command in sub.choices.items():
+        options = {o for a in command._actions for o in a.option_strings}
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for group in nested:  # optouts add, routing set, ...: their options count too
+            for inner in group.choices.values():
+                options |= {o for a in inner._actions for o in a.option_strings}
+        commands[name] = options | globals_
+    return commands
+
+
+def test_the_commands_and_flags_it_names_exist() -> None:
+    """Every `smsgate <command> --flag` the README writes (in code spans and shell blocks, with
+    or without `smsgate`) names a command the CLI has and flags that command takes."""
+    import shlex
+
+    commands = _subcommands()
+    text = readme()
+    spans = re.findall(r"`([^`\n]+)`", text)
+    for block in re.findall(r"```(?:sh|bash)?\n(.*?)```", text, re.S):
+        spans.extend(line.strip() for line in block.splitlines())
+    checked = 0
+    for span in spans:
+        words = span.split("#", 1)[0].replace("…", "").split()
+        if words[:1] in (["smsgate"], [".venv/bin/smsgate"]):
+            words = words[1:]
+        while words[:1] and words[0].startswith("--") and words[0] in commands["send"]:
+            words = words[1:]  # global options before the command (`--json send`)
+        if not words or words[0] not in commands or not any(w.startswith("--") for w in words):
+            continue
+        try:
+            argv = shlex.split(" ".join(words))
+        except ValueError:
+            argv = words
+        flags = {w.split("=", 1)[0] for w in argv if w.startswith("--")}
+        assert flags <= commands[argv[0]], f"README: `{span}` names {flags - commands[argv[0]]}"
+        checked += 1
+    assert checked >= 5  # the README does name commands with their flags
