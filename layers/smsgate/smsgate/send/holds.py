@@ -1,6 +1,7 @@
-"""Holds: a commercial message outside its country's quiet hours (or outside the window of a
-provider that `holds_commercial`) waits in an EventBridge Scheduler schedule (or, without one,
-in SQS), and a message that has not gone out yet can be cancelled."""
+"""Holds: a message with a `send_at` ahead, or a commercial message outside its country's quiet
+hours (or outside the window of a provider that `holds_commercial`), waits in an EventBridge
+Scheduler schedule (or, without one, in SQS); a message that has not gone out yet can be
+cancelled."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from datetime import datetime
 
 from .. import commercial
 from ..observability import count, logger
-from ..providers import (
-    PROVIDERS,
-)
+from ..providers import PROVIDERS
 from ..queues import MAX_VISIBILITY
 from ..sending import (
     Done,
@@ -26,7 +25,7 @@ from .outcomes import Outcomes
 
 
 class Holds(Outcomes):
-    """Commercial holds and cancelling."""
+    """Holds (`send_at`, quiet hours) and cancelling."""
 
     def _hold_if_closed(self, s: Sending) -> Result | None:
         item = s.job
