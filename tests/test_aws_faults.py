@@ -257,8 +257,10 @@ class SendHarness:
     def forget_health(self) -> None:
         db, table = boto3.client("dynamodb"), self.stack.tables["HealthTable"]
         for item in db.scan(TableName=table)["Items"]:
-            if item["slot"]["S"].startswith("conn#"):
-                continue  # connection slots keep their last release (the per-second window)
+            if item["slot"]["S"].startswith(("conn#", "spend#")):
+                # connection slots keep their last release (the per-second window); the
+                # month's spend adds up across runs
+                continue
             db.delete_item(
                 TableName=table, Key={"provider": item["provider"], "slot": item["slot"]}
             )
@@ -486,6 +488,62 @@ def test_a_failover_survives_every_fault(send_harness: SendHarness, sims: Any) -
         },
         prepare,
         inspect,
+    )
+
+
+def test_protection_counts_each_message_once_through_every_fault(
+    send_harness: SendHarness,
+) -> None:
+    """With velocity limits and a budget, a sent message adds one to its recipient's hour and
+    day (in its `sent` transaction) and its cost to the month once (the batch's spend ADD, kept
+    in the sender's ledger when its write fails, refused when it is replayed after its answer
+    was lost)."""
+    from smsgate.store.counters import recipient_key
+
+    stack = send_harness.stack
+    rules = {
+        "prices": {"clubtexting": 0.05},
+        "monthly_budgets": {"clubtexting": 1000},
+        "velocity": {"per_hour": 3, "per_day": 5},
+    }
+    boto3.client("ssm").put_parameter(
+        Name=stack.parameters["RoutingRulesParameter"],
+        Value=json.dumps(rules),
+        Type="String",
+        Overwrite=True,
+    )
+    db, table = boto3.client("dynamodb"), stack.tables["HealthTable"]
+    runs = itertools.count(1)
+
+    def counted(partition: str) -> int:
+        items = db.query(
+            TableName=table,
+            KeyConditionExpression="provider = :p",
+            ExpressionAttributeValues={":p": {"S": partition}},
+            ConsistentRead=True,
+        )["Items"]
+        return sum(int(i.get("messages", i.get("day", {"N": "0"}))["N"]) for i in items)
+
+    def inspect(c: SendCase) -> dict[str, Any]:
+        service = send_harness.service()
+        service.ledger.written_at = 0.0
+        service.flush_protection(service.new_guard([], datetime.now(UTC)))  # what is left
+        return {
+            "recipient_counted": counted(recipient_key(c.to)),
+            "spend_counted_per_send": counted("clubtexting") == next(runs),
+        }
+
+    run_send_scenario(
+        send_harness,
+        lambda k: case("protect", k, "clubtexting", us(k), provider="clubtexting"),
+        {
+            **SENT,
+            "history": ["queued", "sent"],
+            "provider_requests": 1,
+            "recipient_counted": 1,
+            "spend_counted_per_send": True,
+        },
+        inspect=inspect,
     )
 
 

@@ -458,7 +458,7 @@ def test_group_texting_down_us_messages_fail_over_to_club_texting_exactly_once(
         {"rules": [{"countries": ["US"], "providers": {"grouptexting": 1, "clubtexting": 0}}]},
     )
     sims.grouptexting.set_fault("http_503")
-    bodies = [{"id": f"g{i}", "to": US, "text": f"message {i}"} for i in range(30)]
+    bodies = [{"id": f"g{i}", "to": f"+1212555{i:04d}", "text": f"message {i}"} for i in range(30)]
     for chunk in range(0, 30, 10):
         response = run(stack, handler, bodies[chunk : chunk + 10])
         assert response["batchItemFailures"] == []
@@ -475,7 +475,7 @@ def test_provider_down_mid_stream_every_message_sent_exactly_once(stack: Any, si
         stack,
         {"rules": [{"countries": ["US"], "providers": {"grouptexting": 1, "clubtexting": 1}}]},
     )
-    bodies = [{"id": f"m{i}", "to": US, "text": f"stream {i}"} for i in range(60)]
+    bodies = [{"id": f"m{i}", "to": f"+1212555{i:04d}", "text": f"stream {i}"} for i in range(60)]
     url, arn = stack.queues["SendQueue"], stack.queue_arns["SendQueue"]
     for chunk in range(0, 60, 10):
         if chunk == 20:

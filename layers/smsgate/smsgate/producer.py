@@ -29,11 +29,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .providers import DEFAULT_PROVIDER, PROVIDERS, OutboundSms, ProviderClient, RuleViolation
+from .protection import DESTINATION_BLOCKED
+from .providers import (
+    DEFAULT_PROVIDER,
+    PROVIDERS,
+    OutboundSms,
+    ProviderClient,
+    RuleViolation,
+    is_test_number,
+)
 from .providers.base import Reply, Transport
 from .queue_body import BadBody, Cancel, Job, QueueMessage, parse
+from .quote import Quote, quote
 from .retries import describe, is_transient
-from .routing import Router, RoutingConfig, region_of
+from .routing import Plan, Router, RoutingConfig, region_of
+from .store.counters import Counters
 
 __all__ = ["NotQueued", "Producer", "Refusal", "Refused", "Verdict", "queue_body_schema"]
 
@@ -199,12 +209,17 @@ class Producer:
         sqs: Any = None,
         routing: Routing = None,
         default_provider: str | None = None,
+        health_table: str | None = None,
+        dynamodb: Any = None,
     ) -> None:
         default = default_provider or os.environ.get("DEFAULT_PROVIDER") or DEFAULT_PROVIDER
         if default not in PROVIDERS:
             raise ValueError(f"default_provider must be one of {sorted(PROVIDERS)}")
         self.queue_url, self.default_provider = queue_url, default
         self._sqs = sqs
+        # the stack's health table (output HealthTableName): velocity and spend for `quote`
+        self.health_table, self._dynamodb = health_table, dynamodb
+        self._counters: Counters | None = None
         self._routing = _routing_source(routing)
         self._checkers = _rule_checkers()
         self.sleep: Callable[[float], None] = time.sleep
@@ -272,6 +287,13 @@ class Producer:
         return Verdict(job.id, body, route, candidates, accepting, refusals, every)
 
     def _refusal(self, provider: str, sms: OutboundSms) -> Refusal | None:
+        if not is_test_number(sms.to):  # the sender refuses the destinations first
+            destinations, region = self._routing().destinations, region_of(sms.to)
+            blocked = destinations.refused_overall(sms.to, region) or destinations.refused_by(
+                provider, sms.to, region
+            )
+            if blocked:
+                return Refusal(provider, DESTINATION_BLOCKED, f"destination refused: {blocked}")
         try:
             self._checkers[provider].check(sms)
         except RuleViolation as exc:
@@ -308,6 +330,34 @@ class Producer:
             return plan.providers[:1], label, False
         # weighted, no failover: the first draw is the only try, and any weighted one may win
         return tuple(p for p, w in rule.providers.items() if w > 0), label, True
+
+    # --- quoting -------------------------------------------------------------------------
+
+    def quote(self, to: str, text: str, **fields: Any) -> Quote:
+        """What the sender would do with this message and what it would cost (`smsgate.quote`),
+        without sending or recording anything. With the stack's health table (`health_table`)
+        the recipient's velocity and the month's budgets are judged too. A body that breaks
+        the queue contract raises Refused."""
+        verdict = self.check_row({"to": to, "text": text, **fields})
+        if verdict.invalid:
+            raise Refused(verdict.reason, {0: verdict})
+        job = parse(encode(verdict.body), verdict.id, self.default_provider)
+        assert isinstance(job, Job)
+        return quote(
+            self._routing(),
+            Plan(verdict.candidates, len(verdict.candidates) > 1, verdict.route),
+            job.sms(),
+            self._checkers,
+            counters=self.counters,
+        )
+
+    @property
+    def counters(self) -> Counters | None:
+        if self._counters is None and self.health_table:
+            import boto3
+
+            self._counters = Counters(self.health_table, self._dynamodb or boto3.client("dynamodb"))
+        return self._counters
 
     # --- queueing ------------------------------------------------------------------------
 

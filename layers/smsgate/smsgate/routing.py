@@ -19,9 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .commercial import ANY_COUNTRY, parse_windows
+from .protection import TOTAL, Budget, Destinations, Velocity
 from .providers import PROVIDERS
 from .validation import summarise
 
@@ -89,6 +97,28 @@ class RoutingConfig(BaseModel):
     # When commercial messages may go, per recipient country (ISO code, or `*`: every other
     # country), over smsgate's defaults (commercial.DEFAULT_QUIET_HOURS)
     quiet_hours: dict[str, str] = Field(default_factory=dict)
+    # What smsgate refuses to pay for (protection, docs/protection.md)
+    destinations: Destinations = Destinations()
+    velocity: Velocity = Velocity()
+    monthly_budgets: dict[str, Budget] = Field(default_factory=dict)
+
+    @field_validator("monthly_budgets")
+    @classmethod
+    def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PROVIDERS) - {TOTAL})
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; known: {sorted(PROVIDERS)} and {TOTAL!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _priced_budgets(self) -> RoutingConfig:
+        # A provider's spend is counted from its price: a cap with nothing to count is a typo.
+        unpriced = sorted(p for p in self.monthly_budgets if p != TOTAL and p not in self.prices)
+        if unpriced:
+            raise ValueError(f"monthly_budgets for {unpriced} need their prices in `prices`")
+        if TOTAL in self.monthly_budgets and not self.prices:
+            raise ValueError("a total monthly budget needs the providers' prices in `prices`")
+        return self
 
     @field_validator("quiet_hours")
     @classmethod

@@ -92,6 +92,9 @@ class Sending:
     lane: str | None = None  # the lane this message is sent from (None: no lanes)
     first_claim: bool = False  # the first time smsgate sees this message (its times checked)
     deadline: datetime | None = None  # never sent after (valid_until / validity_seconds)
+    # What the message took from its batch's protection counters (given back if never sent)
+    velocity_taken: tuple[str, str | None] | None = None  # (number, country)
+    spend_taken: tuple[str, Any] | None = None  # (provider, cost)
 
     @property
     def id(self) -> str:

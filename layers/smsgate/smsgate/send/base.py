@@ -19,6 +19,7 @@ from ..queue_body import Job
 from ..queues import Queues, Schedules
 from ..routing import Router, RoutingConfig
 from ..store import Store
+from ..store.counters import Counters
 
 DEADLINE_MARGIN_MS = 3_000  # kept free after the slowest provider call, for the final write
 MAX_QUEUE_DELAY = 900  # SQS's ceiling for DelaySeconds (15 min)
@@ -51,6 +52,12 @@ class SendBase:
         self.clients = ClientPool(settings, credentials, lambda: self.store.db)
         self.router = Router(routing, settings.default_provider, rng)
         self.health = health
+
+    @property
+    def counters(self) -> Counters | None:
+        """Protection's counters (in the health table, through the store's client)."""
+        table = self.settings.health_table
+        return Counters(table, self.store.db) if table else None
 
     @property
     def sqs(self) -> Any:

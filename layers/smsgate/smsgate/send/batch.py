@@ -97,6 +97,7 @@ class Batch:
         jobs = [i for i in self.items.values() if isinstance(i, Job)]
         numbers = [i.to for i in jobs if not is_test_number(i.to)]
         self.opted_out: set[str] = set()
+        self.guard = service.new_guard([], service.clock())
         # Why no record of this batch can be sent (its opt-outs could not be read), if so:
         # each record then fails on its own, with that reason, rather than the invocation.
         self.unavailable = ""
@@ -115,11 +116,22 @@ class Batch:
         health = service.health
         providers = service.clients.configured() if health is not None else []
         if numbers or (providers and any(isinstance(i, Job) for i in self.items.values())):
-            # One round trip for the batch: its opt-outs and its providers' health.
-            also = health.request(providers) if health is not None else {}
+            # One round trip for the batch: its opt-outs, its providers' health and the
+            # protection counters of its recipients and providers (both in the health table).
+            now = service.clock()
+            also = dict(health.request(providers)) if health is not None else {}
+            counter_keys = service.guard_keys(numbers, now)
+            if counter_keys and service.counters is not None:
+                table = service.counters.table
+                keys = [*also.get(table, {}).get("Keys", []), *counter_keys]
+                also[table] = {"Keys": keys, "ConsistentRead": True}
             self.opted_out, other = service.store.opted_out_and(numbers, also)
+            items = other.get(health.table, []) if health is not None else []
+            counters = service.counters
+            counted = [i for i in items if counters is not None and counters.is_counter(i)]
             if health is not None:
-                health.accept(providers, other.get(health.table, []))
+                health.accept(providers, [i for i in items if i not in counted])
+            self.guard = service.new_guard(counted, now)
 
     # --- deciding every record ---------------------------------------------------------------
 
@@ -245,7 +257,9 @@ class Batch:
         def process() -> Result:
             if self.unavailable and isinstance(item, Job):
                 raise OptOutsUnreadable(self.unavailable)
-            return service.process(item, opted, receive_count(record), self.lane, routed)
+            return service.process(
+                item, opted, receive_count(record), self.lane, routed, self.guard
+            )
 
         self._decide(record, process)
 
@@ -326,6 +340,10 @@ class Batch:
                 self.service.health.flush()
             except Exception:  # health is advice: losing one batch's counts loses no message
                 logger.exception("could not record provider health")
+        try:
+            self.service.flush_protection(self.guard)
+        except Exception:  # the next batch of this sender writes them (they stay in its ledger)
+            logger.exception("could not record the batch's spend")
         for failure in response.get("batchItemFailures", []):
             message_id = failure["itemIdentifier"]
             delay = self.delays.get(message_id)

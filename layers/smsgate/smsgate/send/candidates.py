@@ -5,12 +5,14 @@ enough to try now."""
 from __future__ import annotations
 
 from ..health import Verdict
+from ..protection import DESTINATION_BLOCKED
 from ..providers import (
     OutboundSms,
     RuleViolation,
+    is_test_number,
 )
 from ..queue_body import Job
-from ..routing import Plan
+from ..routing import Plan, region_of
 from ..sending import (
     Option,
     Refusal,
@@ -30,13 +32,24 @@ class Candidates(SendBase):
     ) -> Route:
         """The providers that may carry `item`, in the router's order (or in `routed`'s, the
         order the router gave a lane's message), with the ones that cannot (not configured,
-        or their rules refuse the message) and why. Only the plan's providers (and a
-        `cheapest` rule's) are checked, each once."""
+        or their rules refuse the message, or the destinations allowed to it do) and why. Only
+        the plan's providers (and a `cheapest` rule's) are checked, each once."""
         checks: dict[str, Option | Refusal] = {}
+        destinations = self.router.config().destinations
+        exempt = is_test_number(item.to)
+        region = None if exempt else region_of(item.to)
+        overall = None if exempt else destinations.refused_overall(item.to, region)
 
         def check(provider: str) -> Option | Refusal:
             if provider not in checks:
-                checks[provider] = self._check(provider, sms)
+                blocked = overall or (
+                    None if exempt else destinations.refused_by(provider, item.to, region)
+                )
+                checks[provider] = (
+                    Refusal(provider, DESTINATION_BLOCKED, f"destination refused: {blocked}")
+                    if blocked
+                    else self._check(provider, sms)
+                )
             return checks[provider]
 
         def segments(provider: str) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..health import Verdict
 from ..observability import count, logger
+from ..protection import DESTINATION_BLOCKED, VELOCITY_EXCEEDED
 from ..providers import (
     Outcome,
     OutcomeKind,
@@ -62,6 +63,7 @@ class Outcomes(SendBase):
                     lease=s.lease,
                     extra_history=s.queued,
                     clear=("error_code", "error"),
+                    also=self._counted(s),
                 ),
             ):
                 # A receipt got there first (status is already past `sent`): keep the facts.
@@ -117,6 +119,7 @@ class Outcomes(SendBase):
                         lease=s.lease,
                         extra_history=history,
                         clear=("error_code", "error"),
+                        also=self._counted(s),
                     ),
                 )
                 count("MessagesSent", s.provider)
@@ -135,6 +138,7 @@ class Outcomes(SendBase):
                 },
                 lease=s.lease,
                 extra_history=s.queued,
+                also=self._counted(s),
             ),
         )
         count("SendUnknown", s.provider)
@@ -186,30 +190,37 @@ class Outcomes(SendBase):
         """Every provider that could carry the message is cooling down (unhealthy, out of
         credit): the message waits — re-queued with a delay, so a long outage never walks it
         to the dead-letter queue — and `MessagesWaiting` (alarmed) says which provider and why."""
-        now = time.time()
         until = min(v.until for _, v in waiting)
-        delay = self._before_deadline(s, max(30, min(MAX_QUEUE_DELAY, int(until - now) + 1)))
         why = "; ".join(f"{p}: {v.reason}" for p, v in waiting)
+        for provider, verdict in waiting:
+            count("MessagesWaiting", provider, reason=verdict.reason)
+        return self._wait_until(s, until, "provider_unavailable", f"waiting for a provider ({why})")
+
+    def _wait_until(
+        self, s: Sending, until: float, code: str, why: str, reason: str = ""
+    ) -> Result:
+        """Re-queue the message (recorded `queued` with `code` and `why`) to be seen again at
+        `until` (epoch seconds; 30 s to 15 min from now)."""
+        if reason:
+            count("MessagesWaiting", s.provider, reason=reason)
+        delay = self._before_deadline(
+            s, max(30, min(MAX_QUEUE_DELAY, int(until - time.time()) + 1))
+        )
         self.store.release(
             s.id,
             s.lease,
-            {
-                **s.facts(),
-                "error_code": "provider_unavailable",
-                "error": f"waiting for a provider ({why})",
-                "last_attempt_at": now_iso(),
-            },
+            {**s.facts(), "error_code": code, "error": why, "last_attempt_at": now_iso()},
         )
-        for provider, verdict in waiting:
-            count("MessagesWaiting", provider, reason=verdict.reason)
-        logger.warning(
-            "no healthy provider: the message waits",
-            extra=s.log(waiting_for=why, retry_in=delay),
-        )
+        logger.warning("the message waits", extra=s.log(code=code, why=why, retry_in=delay))
         if self.settings.send_queue_url:
             self.queues.send(self.settings.send_queue_url, s.job.body, delay)
             return Done(Status.QUEUED.value, "waiting")
-        return Retry(delay, f"waiting for a provider ({why})")
+        return Retry(delay, why)
+
+    def _counted(self, s: Sending) -> list[dict[str, Any]]:
+        """Counter writes a sent (or unknown) record carries in its transaction (protection
+        adds the recipient's)."""
+        return []
 
     def _fail(
         self, s: Sending, code: str, reason: str, also: list[dict[str, Any]] | None = None
@@ -265,11 +276,17 @@ class Outcomes(SendBase):
         return Done(Status.FAILED.value, "invalid_body")
 
 
+KNOWN_FAILURES = frozenset(
+    {"opted_out", "provider_not_configured", "invalid_body", "cancelled", "expired"}
+    | {DESTINATION_BLOCKED, VELOCITY_EXCEEDED}
+)
+
+
 def failure_reason(code: str) -> str:
     """The `Reason` dimension of MessagesFailed: a few fixed values, never the raw code."""
     if code.startswith("rule:"):
         return "rule"
-    if code in ("opted_out", "provider_not_configured", "invalid_body", "cancelled", "expired"):
+    if code in KNOWN_FAILURES:
         return code
     return "provider_refused"
 

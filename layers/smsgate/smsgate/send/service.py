@@ -34,12 +34,12 @@ from ..sending import (
 from ..status import Status
 from ..store import now_iso
 from .base import DEADLINE_MARGIN_MS, FAILOVER_CATEGORIES
-from .holds import Holds
 from .lanes import Lanes
+from .protect import Guard, Protect
 from .recovery import Recovery
 
 
-class SendService(Lanes, Recovery, Holds):
+class SendService(Lanes, Recovery, Protect):
     """Everything the send function does, behind its thin handler."""
 
     def batch(self, records: list[Mapping[str, Any]], remaining_ms: Callable[[], int]) -> Any:
@@ -54,9 +54,11 @@ class SendService(Lanes, Recovery, Holds):
         receive_count: int,
         lane: str | None = None,
         routed: tuple[tuple[str, ...], str] | None = None,
+        guard: Guard | None = None,
     ) -> Result:
         """Send one message. In a lane (`lane`), `routed` holds the router's providers and
-        rule, and a failover goes on to the next provider's lane."""
+        rule, and a failover goes on to the next provider's lane. `guard` is the batch's view
+        of the protection counters (read here when the message comes alone)."""
         if isinstance(item, BadBody):
             return self._fail_unclaimed(item)
         if isinstance(item, Cancel):
@@ -89,8 +91,9 @@ class SendService(Lanes, Recovery, Holds):
             deadline=item.message.deadline(datetime.fromisoformat(created_at)),
         )
         s.recorded = str(record.get("provider") or item.provider)
+        guard = guard or self.guard_for(item.to)
         try:
-            return self._claimed(s, sms, route, opted_out)
+            return self._claimed(s, sms, route, opted_out, guard)
         except Exception:
             # An AWS call failed after the claim. Before any provider request nothing went
             # out: give the lease back so a redelivery sends it (never `unknown` for that).
@@ -99,7 +102,9 @@ class SendService(Lanes, Recovery, Holds):
                 self.store.release(s.id, s.lease, {"last_attempt_at": now_iso()})
             raise
 
-    def _claimed(self, s: Sending, sms: OutboundSms, route: Route, opted_out: bool) -> Result:
+    def _claimed(
+        self, s: Sending, sms: OutboundSms, route: Route, opted_out: bool, guard: Guard
+    ) -> Result:
         item = s.job
         now = self.clock()
         problem = item.message.timing_problem(now) if s.first_claim else None
@@ -123,9 +128,20 @@ class SendService(Lanes, Recovery, Holds):
             held = self._hold_if_closed(s)
             if held is not None:
                 return held
-        return self._send(s, sms, usable)
+        try:
+            # Protection last, when the message would otherwise go now: the velocity and
+            # budget it takes are given back if it does not go.
+            exceeded = self._take_velocity(s, guard)
+            if exceeded is not None:
+                return self._refuse_velocity(s, exceeded)
+            within, over = self._within_budget(usable, guard)
+            if not within:
+                return self._wait_for_budget(s, over)
+            return self._send(s, sms, within, guard)
+        finally:
+            self._protection_done(s, guard)
 
-    def _send(self, s: Sending, sms: OutboundSms, usable: list[Option]) -> Result:
+    def _send(self, s: Sending, sms: OutboundSms, usable: list[Option], guard: Guard) -> Result:
         """Send through the first usable provider; move to the next only after a definite
         refusal that says the provider is the problem (FAILOVER_CATEGORIES). A lane sends
         through its own provider only: another one's message moves to that one's lane."""
@@ -140,6 +156,12 @@ class SendService(Lanes, Recovery, Holds):
                 s.recorded = option.provider
             if self._expired(s):  # checked right before the request: never sent late
                 return self._expire(s)
+            self._give_back_spend(s, guard)  # a failover's earlier provider was not paid
+            over = self._take_spend(s, option, guard)
+            if over is not None:  # another sender of this batch took the rest meanwhile
+                if index + 1 < len(usable):
+                    continue
+                return self._wait_for_budget(s, over)
             started = time.monotonic()
             s.requested = True
             outcome = option.client.send(sms, option.prepared)

@@ -70,6 +70,10 @@ def equals(attribute: str, value: Any) -> Condition:
     return Condition(lambda p: f"{p.name(attribute)} = {p.value(value)}")
 
 
+def differs(attribute: str, value: Any) -> Condition:
+    return Condition(lambda p: f"{p.name(attribute)} <> {p.value(value)}")
+
+
 def below(attribute: str, value: Any) -> Condition:
     return Condition(lambda p: f"{p.name(attribute)} < {p.value(value)}")
 
