@@ -272,6 +272,13 @@ class SendHarness:
         prepare: Callable[[SendCase], None] | None = None,
         inspect: Callable[[SendCase], dict[str, Any]] | None = None,
     ) -> SendRun:
+        board = self.service().health
+        if board is not None:
+            # the previous run's health counts are written now, outside this run (before the
+            # rules are forgotten: the flush reads them): every run then makes the same calls,
+            # so a fault point names the same call in each
+            board._written_at = 0.0
+            board.flush()
         for url in self.queues.values():
             stand_in_queue(url)._messages.clear()  # each run starts from empty queues
         forget_parameters()  # the secret and the rules are read in every run
@@ -281,6 +288,9 @@ class SendHarness:
         board = self.service().health
         if board is not None:
             board._written_at = 0.0  # health counts are written by every run's batch
+        # Without a budget the month's spend is written every few seconds, not every batch:
+        # never inside a run, so that every run makes the same calls.
+        self.service().ledger.written_at = time.monotonic()
         self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(case.body))
         self.faults.start_run(target)
         receives = 0
@@ -545,6 +555,51 @@ def test_protection_counts_each_message_once_through_every_fault(
         },
         inspect=inspect,
     )
+
+
+def test_a_recipient_place_taken_before_the_request_survives_every_fault(
+    send_harness: SendHarness,
+) -> None:
+    """A number that already had a message this hour: the next takes its place in the
+    recipient's counter with a conditional write before its request (a replay of that write,
+    applied with its answer lost, finds its own token), and is counted once."""
+    from smsgate.store.counters import Counters, recipient_key
+
+    stack = send_harness.stack
+    boto3.client("ssm").put_parameter(
+        Name=stack.parameters["RoutingRulesParameter"],
+        Value=json.dumps({"velocity": {"per_hour": 3, "per_day": 5}}),
+        Type="String",
+        Overwrite=True,
+    )
+    db, table = boto3.client("dynamodb"), stack.tables["HealthTable"]
+
+    def prepare(c: SendCase) -> None:  # one message to the number earlier this hour
+        earlier = Counters(table, db).recipient_write(c.to, datetime.now(UTC))
+        db.update_item(**earlier["Update"])
+
+    def inspect(c: SendCase) -> dict[str, Any]:
+        items = db.query(
+            TableName=table,
+            KeyConditionExpression="provider = :p",
+            ExpressionAttributeValues={":p": {"S": recipient_key(c.to)}},
+            ConsistentRead=True,
+        )["Items"]
+        return {"recipient_counted": sum(int(i["day"]["N"]) for i in items)}
+
+    calls = run_send_scenario(
+        send_harness,
+        lambda k: case("reserve", k, "clubtexting", us(k), provider="clubtexting"),
+        {
+            **SENT,
+            "history": ["queued", "sent"],
+            "provider_requests": 1,
+            "recipient_counted": 2,
+        },
+        prepare,
+        inspect,
+    )
+    assert sum(c.startswith("dynamodb.UpdateItem") for c in calls) >= 2  # claim, the place
 
 
 def test_a_commercial_hold_survives_every_fault(send_harness: SendHarness) -> None:

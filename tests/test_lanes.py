@@ -255,7 +255,12 @@ def test_group_texting_never_sees_more_than_two_connections(
             stack,
             "grouptexting",
             [
-                {"id": f"b{b}x{i}", "to": f"+1212555{b:02d}{i:02d}", "text": f"gt {b} {i}", "provider": "grouptexting"}
+                {
+                    "id": f"b{b}x{i}",
+                    "to": f"+1212555{b:02d}{i:02d}",
+                    "text": f"gt {b} {i}",
+                    "provider": "grouptexting",
+                }
                 for i in range(8)
             ],
         )

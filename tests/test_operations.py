@@ -566,6 +566,8 @@ def test_every_alarm_is_named_after_the_stack_and_says_what_to_do(
         "TextingHouseLowCredit",
         "CreditCheckFailures",
         "FailedSendsRising",
+        "SpendBudgetWarning",
+        "RecipientVelocityExceeded",
     } <= set(alarms)
     names = emitted_metrics()
     for lid in alarms:
@@ -682,6 +684,46 @@ def test_existing_alarms_stay(template: dict[str, Any]) -> None:
     assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     auth = alarm_common(template, "ProviderAuthFailures")
     assert (auth["MetricName"], auth["Threshold"]) == ("ProviderAuthFailed", 1)
+
+
+@pytest.mark.parametrize(
+    ("lid", "metric", "statistic", "period", "threshold", "below", "at"),
+    [
+        # a monthly budget 80 % used (SpendBudgetUsed without Provider: the most used cap)
+        ("SpendBudgetWarning", "SpendBudgetUsed", "Maximum", 300, 80, [79.9], [80.0]),
+        # a recipient past its velocity limits more than a few times in 15 minutes
+        ("RecipientVelocityExceeded", "VelocityExceeded", "Sum", 900, 3, [1, 2], [1, 3]),
+    ],
+)
+def test_protection_alarms(
+    template: dict[str, Any],
+    lid: str,
+    metric: str,
+    statistic: str,
+    period: int,
+    threshold: int,
+    below: list[float],
+    at: list[float],
+) -> None:
+    from smsgate_local.metrics import AlarmDef, AlarmEvaluator, MetricStore
+
+    p = alarm_common(template, lid)
+    assert (p["Namespace"], p["MetricName"]) == ("smsgate", metric)
+    assert p["Dimensions"] == [{"Name": "service", "Value": "smsgate"}]
+    assert (p["Statistic"], p["Period"], p["EvaluationPeriods"]) == (statistic, period, 1)
+    assert p["Threshold"] == threshold
+    assert p["TreatMissingData"] == "notBreaching"
+    assert metric in emitted_metrics()
+    # the local stack evaluates it as CloudWatch would: just under, then at the threshold
+    states = []
+    for values in (below, at):
+        store, now = MetricStore(), time.time()
+        for n, value in enumerate(values):
+            store.record("smsgate", metric, {"service": "smsgate"}, value, at=now - 10 + n)
+        evaluator = AlarmEvaluator([AlarmDef.from_properties(lid, p, lid)], store, created_at=0)
+        evaluator.evaluate(now)
+        states.append(evaluator.states[lid])
+    assert states == ["OK", "ALARM"]
 
 
 def _failure_percent(expression: str, sent: float, failed: float, minimum: int) -> float:

@@ -226,6 +226,47 @@ def test_concurrent_senders_count_each_message_once(stack: Any, sims: Any) -> No
     assert (item["day"], item["h10"]) == (40, 40)
 
 
+def test_concurrent_senders_pass_a_limit_by_at_most_one_message_each(stack: Any, sims: Any) -> None:
+    """Past its first message in a batch, a number's messages take their place in its counter
+    with a conditional write before their request: two batches to one number at once send the
+    limit, plus at most the other batch's first message (it went on the counts it read)."""
+    handler = use_rules(stack, rules(velocity={"per_hour": 5, "per_day": 50}))
+    at(NOW)
+    url, arn = lane(stack, "clubtexting")
+    send_bodies(url, [body(f"x{i}") for i in range(20)])
+    events = []
+    while (event := receive_event(url, arn))["Records"]:
+        events.append(event)
+    assert len(events) == 2
+    threads = [threading.Thread(target=handler, args=(e, LambdaContext())) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = sends(sims, "clubtexting")
+    assert sent == 5
+    assert counter(stack, US, NOW)["h10"] == sent  # every one counted, once
+    refused = [i for i in range(20) if outcome(stack, f"x{i}") == ("failed", "velocity_exceeded")]
+    assert len(refused) == 20 - sent
+
+
+def test_a_place_taken_for_a_message_that_did_not_go_is_given_back(stack: Any, sims: Any) -> None:
+    handler = use_rules(stack, rules(velocity={"per_hour": 3}))
+    at(NOW)
+    run(stack, handler, [body("g1")])  # the first: counted in its sent transaction
+    assert counter(stack, US, NOW)["h10"] == 1
+    # the second takes its place before its request; the provider refuses it (retryable)
+    sims.clubtexting.force_answer("busy", status=503)
+    url, arn = lane(stack, "clubtexting")
+    send_bodies(url, [body("g2", provider="clubtexting", failover=False)])
+    event = receive_event(url, arn)
+    assert handler(event, LambdaContext())["batchItemFailures"]
+    assert counter(stack, US, NOW)["h10"] == 1  # given back
+    handler(event, LambdaContext())  # its redelivery goes
+    assert outcome(stack, "g2") == ("sent", "")
+    assert counter(stack, US, NOW)["h10"] == 2
+
+
 def test_redelivery_after_a_sent_answer_was_lost_counts_once(stack: Any, sims: Any) -> None:
     handler = use_rules(stack, rules(velocity={"per_hour": 2}))
     at(NOW)
@@ -360,25 +401,52 @@ def test_refusals_carry_their_rule_in_their_events(
     assert sorted(failed.get(i, "") for i in ("e2", "e3")) == ["", "velocity_exceeded"]
 
 
-def test_lane_batch_reads_its_counters_with_its_opt_outs(stack: Any, sims: Any) -> None:
-    """Protection adds no request per message: one BatchGetItem per batch, as before."""
+def counting(db: Any, *operations: str) -> list[str]:
+    """Record the calls of `operations` made through `db` (the service's client)."""
+    calls: list[str] = []
+    for operation in operations:
+        original = getattr(db, operation)
+
+        def counted(*args: Any, _op: str = operation, _call: Any = original, **kw: Any) -> Any:
+            calls.append(_op)
+            return _call(*args, **kw)
+
+        setattr(db, operation, counted)
+    return calls
+
+
+def test_a_lane_batch_to_ten_numbers_makes_no_request_of_its_own(stack: Any, sims: Any) -> None:
+    """Protection adds no request per message for a number's first message: the counters are
+    read in the batch's one BatchGetItem, the recipients counted in each sent transaction;
+    the budget's spend is one UpdateItem for the batch."""
     handler = use_rules(stack, BUDGETED)
     at(NOW)
     svc = service()
-    calls: list[str] = []
-    db = svc.store.db
-    original = db.batch_get_item
-
-    def counted(**kw: Any) -> Any:
-        calls.append("batch_get_item")
-        return original(**kw)
-
-    db.batch_get_item = counted
+    calls = counting(svc.store.db, "batch_get_item", "update_item", "transact_write_items")
+    svc.health._written_at = 1e18  # its counts are written later: not this batch's figure
     url, arn = lane(stack, "clubtexting")
     send_bodies(url, [body(f"r{i}", f"+1212555{i:04d}") for i in range(10)])
     poll_queue_once(url, arn, handler)
-    assert calls == ["batch_get_item"]
     assert sends(sims, "clubtexting") == 10
+    assert calls.count("batch_get_item") == 1
+    assert calls.count("transact_write_items") == 10  # each message's sent record
+    assert calls.count("update_item") == 10 + 1  # each claim, and the batch's spend
+    assert spent(stack, "clubtexting") == Decimal("1.0")
+
+
+def test_a_second_message_to_a_number_takes_its_place_first(stack: Any, sims: Any) -> None:
+    handler = use_rules(stack, rules(velocity={"per_hour": 10}))
+    at(NOW)
+    svc = service()
+    run(stack, handler, [body("first")])
+    calls = counting(svc.store.db, "update_item")
+    svc.health._written_at = 1e18
+    url, arn = lane(stack, "clubtexting")
+    send_bodies(url, [body("again", provider="clubtexting")])
+    poll_queue_once(url, arn, handler)
+    assert outcome(stack, "again") == ("sent", "")
+    assert calls.count("update_item") == 2  # the claim, the recipient's place
+    assert counter(stack, US, NOW)["h10"] == 2
 
 
 def test_a_spend_add_replayed_after_its_answer_was_lost_counts_once(stack: Any) -> None:

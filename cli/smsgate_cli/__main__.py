@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TextIO
 
 from smsgate.providers import PROVIDER_NAMES
 
-from . import bus, callbacks, cards, commands, providers, send
+from . import bus, callbacks, cards, commands, protection, providers, send
 from .config import ConfigProblem, resolve
 from .context import Context, Failure, Usage
 
@@ -109,6 +109,22 @@ sender, failover; booleans are true/false, yes/no or 1/0; an empty cell leaves t
 number is the first column and the text the second. The delimiter is read from the first
 line (, ; tab |) unless --delimiter says. Refused rows are reported and the others queued;
 the summary counts what was queued; the exit code is 1 when any row was refused."""
+
+
+QUOTE_DESCRIPTION = """\
+What the sender would do with a message and what it would cost, without sending
+or recording anything. For each provider the routing rules would try, in order:
+the encoding and parts it would bill, the estimated cost (its price per part in
+the routing rules' prices), and whether its rules, the destinations or its
+monthly budget refuse the message, or (--commercial) when the recipient's quiet
+hours let it out. Then the answer: sent now, held until a moment (quiet hours,
+or velocity with when_exceeded "hold"), waiting for next month's budget, or
+refused with the error code the sender would record. The recipient's messages
+this hour and today and the month's spend are read from the health table. The
+number is shown masked, the text never.
+
+Exit 0 when the message would go (now or held), 1 when it would be refused or
+wait."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +274,52 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         a = actions.add_parser(action, help=help_, description=help_, parents=[common])
         a.add_argument("file", metavar="FILE", help="routing rules JSON (README)")
+
+    p = command(
+        "quote",
+        "what the sender would do with a message and what it would cost (nothing sent)",
+        protection.cmd_quote,
+        description=QUOTE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--to", required=True, help="recipient (E.164, or 10 US digits)")
+    p.add_argument("--text", required=True, help="message text (never shown)")
+    p.add_argument("--provider", choices=PROVIDER_NAMES, help="default: the routing rules'")
+    p.add_argument(
+        "--commercial",
+        action="store_true",
+        help="marketing: held outside the recipient's quiet hours",
+    )
+    p.add_argument("--subject", help="Club Texting / Group Texting subject")
+    p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
+    p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
+    p.add_argument(
+        "--failover",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may another provider carry it after a refusal that blames the provider "
+        "(default: yes when no --provider is named)",
+    )
+
+    p = command(
+        "spend",
+        "a month's spend and messages per provider, against the monthly budgets",
+        protection.cmd_spend,
+        description=(
+            "A month's spend (the sum of the sent messages' cost estimates, from the routing "
+            "rules' prices) and messages per provider, from the health table's counters, and "
+            "their total; against the routing rules' monthly_budgets (those in force now) each "
+            "cap and the share used, marked warning from 80% and exhausted at 100% (a provider "
+            "at its cap is skipped; with none left messages wait for the next month). Months "
+            "are UTC."
+        ),
+    )
+    p.add_argument(
+        "--month",
+        type=protection.month_arg,
+        metavar="YYYY-MM",
+        help="the UTC month (default: the current one)",
+    )
 
     p = command(
         "keywords",

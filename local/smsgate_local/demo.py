@@ -12,13 +12,16 @@ import random
 import shutil
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import requests
 
 FINAL = {"delivered", "undelivered", "failed"}
+Row = tuple[str, str, str, str]  # (what, detail, expected, actual)
 KEYWORD, KEYWORD_REPLY = "PIZZA", "Pizza night! 2 for 1 until 10pm. Reply STOP to opt out."
 
 
@@ -88,73 +91,134 @@ def _wait_for(
     return item
 
 
-def _expired(
-    info: dict[str, Any],
-    client: Callable[[str], Any],
-    ctl: Callable[..., Any],
-    say: Callable[[str], None],
-    message_id: str,
-    to: str,
-    run: str,
-    timeout: float,
-) -> tuple[str, str, str, str]:
+@dataclass(frozen=True)
+class Demo:
+    """What each step of one demo run uses."""
+
+    info: dict[str, Any]
+    client: Callable[[str], Any]
+    ctl: Callable[..., Any]
+    say: Callable[[str], None]
+    run: str
+    timeout: float
+
+    def queue(self, body: dict[str, Any]) -> None:
+        self.client("sqs").send_message(
+            QueueUrl=self.info["send_queue_url"], MessageBody=json.dumps(body)
+        )
+
+    def wait_for(self, message_id: str, *statuses: str) -> dict[str, Any]:
+        """The message's record (plain values) once in one of `statuses`, or as it is then."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        raw = _wait_for(self.info, self.client, message_id, statuses, self.timeout)
+        plain = TypeDeserializer()
+        return {k: plain.deserialize(v) for k, v in raw.items()}
+
+    @contextmanager
+    def rules(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[bool]:
+        """The routing rules changed by `change` while the step runs, then put back. Yields
+        False when the stack has no routing parameter."""
+        name = self.info.get("routing_parameter")
+        if not name:
+            yield False
+            return
+        ssm = self.client("ssm")
+        before = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        try:
+            current = json.loads(before) if before.strip() else {}
+        except ValueError:
+            current = {}
+        try:
+            document = change(current if isinstance(current, dict) else {})
+            ssm.put_parameter(Name=name, Value=json.dumps(document), Type="String", Overwrite=True)
+            self.ctl("/refresh-parameters")
+            yield True
+        finally:
+            ssm.put_parameter(Name=name, Value=before, Type="String", Overwrite=True)
+            self.ctl("/refresh-parameters")
+
+
+def _expired(d: Demo, message_id: str, to: str) -> Row:
     """A one-time code valid for 2 seconds, its provider refusing the first try."""
-    ctl("/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending")
-    say("a code valid for 2 s through Group Texting, whose simulator answers 503 once")
-    body = {
-        "id": message_id,
-        "to": to,
-        "text": f"Your code {run[-6:]}",
-        "provider": "grouptexting",
-        "validity_seconds": 2,
-    }
-    client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
-    raw = _wait_for(info, client, message_id, ("failed", "sent", "delivered"), timeout)
-    item = {k: next(iter(v.values())) for k, v in raw.items()}
+    d.ctl("/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending")
+    d.say("a code valid for 2 s through Group Texting, whose simulator answers 503 once")
+    d.queue(
+        {
+            "id": message_id,
+            "to": to,
+            "text": f"Your code {d.run[-6:]}",
+            "provider": "grouptexting",
+            "validity_seconds": 2,
+        }
+    )
+    item = d.wait_for(message_id, "failed", "sent", "delivered")
     actual = f"{item.get('status', 'not recorded')} ({item.get('error_code', '-')})"
     return ("expired (validity)", message_id, "failed (expired)", actual)
 
 
-def _failover(
-    info: dict[str, Any],
-    client: Callable[[str], Any],
-    ctl: Callable[..., Any],
-    say: Callable[[str], None],
-    message_id: str,
-    to: str,
-    run: str,
-    timeout: float,
-) -> tuple[str, str, str, str]:
+def _failover(d: Demo, message_id: str, to: str) -> Row:
     """Routing rules that prefer Group Texting for US numbers, Group Texting answering 503 once:
     the message is carried by Club Texting, its attempts on the record. The stack's rules are
     put back afterwards."""
-    name = info.get("routing_parameter")
-    if not name:
-        return ("failover", "no routing parameter in stack.json", "sent via clubtexting", "-")
-    ssm = client("ssm")
-    before = ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    try:
-        ssm.put_parameter(
-            Name=name, Value=json.dumps(FAILOVER_RULES), Type="String", Overwrite=True
-        )
-        ctl("/refresh-parameters")
+    with d.rules(lambda _current: FAILOVER_RULES) as ruled:
+        if not ruled:
+            return ("failover", "no routing parameter in stack.json", "sent via clubtexting", "-")
         # only the send path: the scheduled credit check may call Group Texting meanwhile
-        ctl("/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending")
-        say("routing rules: Group Texting first for US numbers; its simulator answers 503 once")
-        body = {"id": message_id, "to": to, "text": f"Failover demo {run}"}
-        client("sqs").send_message(QueueUrl=info["send_queue_url"], MessageBody=json.dumps(body))
-        item = _wait_for(info, client, message_id, ("sent",), timeout)
-    finally:
-        ssm.put_parameter(Name=name, Value=before, Type="String", Overwrite=True)
-        ctl("/refresh-parameters")
-    attempts = [
-        f"{a['M']['provider']['S']} {a['M']['code']['S']}"
-        for a in item.get("provider_attempts", {}).get("L", [])
-    ]
-    status = item.get("status", {}).get("S", "not recorded")
-    provider = item.get("provider", {}).get("S", "?")
+        d.ctl(
+            "/force", provider="grouptexting", body="busy", status=503, request_path="/api/sending"
+        )
+        d.say("routing rules: Group Texting first for US numbers; its simulator answers 503 once")
+        d.queue({"id": message_id, "to": to, "text": f"Failover demo {d.run}"})
+        item = d.wait_for(message_id, "sent")
+    attempts = [f"{a['provider']} {a['code']}" for a in item.get("provider_attempts", [])]
+    status, provider = item.get("status", "not recorded"), item.get("provider", "?")
     return ("failover", f"{message_id}: {' -> '.join(attempts)}", "sent via clubtexting",
             f"{status} via {provider}")  # fmt: skip
+
+
+def _protection(d: Demo, message_id: str, blocked: str, allowed: str) -> list[Row]:
+    """Destinations: the rules block the United Kingdom; a quote says so before anything is
+    sent, and a message queued anyway (past the producer's check) ends failed with the rule."""
+    from smsgate.producer import Producer
+
+    def block_gb(current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, "destinations": {"block": ["GB"]}}
+
+    with d.rules(block_gb) as ruled:
+        if not ruled:
+            return [("blocked destination", "no routing parameter", "failed", "-")]
+        d.say("routing rules: destinations.block GB; a quote for a UK and a French number")
+        name, ssm = d.info["routing_parameter"], d.client("ssm")
+        producer = Producer(
+            d.info["send_queue_url"],
+            sqs=d.client("sqs"),
+            routing=lambda: Producer.rules_from_parameter(name, ssm),
+            health_table=d.info.get("health_table") or None,
+            dynamodb=d.client("dynamodb"),
+        )
+        refused = producer.quote(blocked, f"Welcome offer {d.run}")
+        fine = producer.quote(allowed, f"Bonjour {d.run}", provider="textinghouse")
+        d.queue({"id": message_id, "to": blocked, "text": f"Welcome offer {d.run}"})
+        item = d.wait_for(message_id, "failed", "sent", "delivered")
+    row = fine.providers[0] if fine.providers else None
+    cost = "no price" if row is None or row.cost is None else f"{row.cost:g}"
+    how = f"{row.encoding}, {row.parts} part(s), {cost}" if row else "-"
+    return [
+        (
+            "quote (blocked)",
+            f"{refused.to}: {refused.reason}",
+            "refuse (destination_blocked)",
+            f"{refused.answer} ({refused.code or '-'})",
+        ),
+        ("quote", f"{fine.to}: {fine.provider or '-'}, {how}", "send", fine.answer),
+        (
+            "blocked destination",
+            message_id,
+            "failed (destination_blocked)",
+            f"{item.get('status', 'not recorded')} ({item.get('error_code', '-')})",
+        ),
+    ]
 
 
 def run_demo(info: dict[str, Any], out: IO[str], timeout: float = 30.0) -> bool:
@@ -189,7 +253,8 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
     def fr() -> str:
         return f"+33612{rnd.randint(100_000, 999_999)}"
 
-    rows: list[tuple[str, str, str, str]] = []  # (what, detail, expected, actual)
+    rows: list[Row] = []
+    d = Demo(info, client, ctl, say, run, timeout)
 
     # 1. keyword replies, then the inbound STOP (it must land before the send to that number)
     name = info["keyword_replies_parameter"]
@@ -331,11 +396,14 @@ def _run_demo(info: dict[str, Any], out: IO[str], timeout: float, http: requests
     rows.append(rows_kw)
 
     # 4b. failover: Group Texting refuses (HTTP 503, its rate limit) and Club Texting carries it
-    rows.append(_failover(info, client, ctl, say, f"demo-{run}-fo", us(), run, timeout))
+    rows.append(_failover(d, f"demo-{run}-fo", us()))
 
     # 4c. validity: Group Texting refuses once (503), and the retry would come after the
     # message's 2-second validity: it ends failed/expired, never sent late
-    rows.append(_expired(info, client, ctl, say, f"demo-{run}-ex", us(), run, timeout))
+    rows.append(_expired(d, f"demo-{run}-ex", us()))
+
+    # 4d. protection: a blocked destination, and a quote before anything is sent
+    rows.extend(_protection(d, f"demo-{run}-gb", f"+4474001{rnd.randint(10_000, 99_999)}", fr()))
 
     # 5. TextingHouse credit falls below its alarm threshold
     cw = client("cloudwatch")

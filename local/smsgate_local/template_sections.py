@@ -385,13 +385,50 @@ def service_widgets(providers: Sequence[Provider], y: int) -> list[dict[str, Any
             300,
             metrics=rows(routing),
         ),
+        *protection_widgets(providers, y + 12),
     ]
+
+
+BUDGET_WARNING = 80  # % used: the SpendBudgetWarning alarm's threshold
+
+
+def protection_widgets(providers: Sequence[Provider], y: int) -> list[dict[str, Any]]:
+    """Protection (docs/protection.md): the monthly budgets' use (the alarm's figure, the
+    most used cap, and each provider's cap) and the messages velocity and budgets held back."""
+    budgets = metric_widget(
+        (0, y, 12),
+        "Monthly budgets (% used)",
+        "Maximum",
+        300,
+        annotations={
+            "horizontal": [
+                {"label": "SpendBudgetWarning", "value": BUDGET_WARNING},
+                {"label": "exhausted", "value": 100},
+            ]
+        },
+        metrics=[
+            smsgate_row("SpendBudgetUsed", "most used budget (total included)"),
+            *(smsgate_row("SpendBudgetUsed", p.title, p.name) for p in providers),
+        ],
+    )
+    refusals = metric_widget(
+        (12, y, 12),
+        "Protection: velocity and budgets",
+        "Sum",
+        300,
+        metrics=[
+            smsgate_row("VelocityExceeded", "recipient velocity exceeded"),
+            smsgate_row("BudgetExhausted", "waiting: no budget left"),
+        ],
+    )
+    return [budgets, refusals]
 
 
 INTRODUCTION = (
     "## smsgate ${AWS::StackName}\nMessages per provider (5-minute sums), provider credit, the"
-    " send queue and its dead-letter queue, the callback API and the reconciliation of messages"
-    " left sent or unknown. Alarms go to the stack's AlarmTopic."
+    " send queue and its dead-letter queue, the callback API, the reconciliation of messages"
+    " left sent or unknown, and protection (monthly budgets, recipient velocity). Alarms go to"
+    " the stack's AlarmTopic."
 )
 
 

@@ -333,7 +333,7 @@ class Producer:
 
     # --- quoting -------------------------------------------------------------------------
 
-    def quote(self, to: str, text: str, **fields: Any) -> Quote:
+    def quote(self, to: str, text: str, *, now: datetime | None = None, **fields: Any) -> Quote:
         """What the sender would do with this message and what it would cost (`smsgate.quote`),
         without sending or recording anything. With the stack's health table (`health_table`)
         the recipient's velocity and the month's budgets are judged too. A body that breaks
@@ -349,6 +349,7 @@ class Producer:
             job.sms(),
             self._checkers,
             counters=self.counters,
+            now=now,
         )
 
     @property

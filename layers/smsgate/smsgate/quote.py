@@ -9,6 +9,7 @@ record."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -39,7 +40,8 @@ class ProviderQuote:
     encoding: str
     parts: int
     cost: float | None  # price per part times parts (None: no price in `prices`)
-    refused: str = ""  # "<code>: <reason>" when this provider would not carry it
+    refused: str = ""  # "<code>: <reason>" when its rules or destinations refuse it
+    over_budget: str = ""  # "budget_exhausted: <reason>" when its month's budget has no room
     opens_at: str = ""  # a commercial message's first moment out (ISO, UTC); "" = now
 
 
@@ -57,7 +59,9 @@ class Quote:
     budget: dict[str, Any] = field(default_factory=dict)  # the month's spend and caps
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON values (lists, not tuples)."""
+        plain: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return plain
 
 
 def quote(
@@ -112,23 +116,28 @@ def quote(
         return Quote(mask(sms.to), plan.rule, rows_t, kind, chosen, at, code, reason,
                      velocity, budget)  # fmt: skip
 
+    # in the sender's order (send/service.py): destinations and rules, quiet hours, velocity,
+    # budgets
     overall = None if exempt else config.destinations.refused_overall(sms.to, region)
     if overall:
         return answer("refuse", DESTINATION_BLOCKED, overall)
-    usable = [r for r in rows if not r.refused]
-    if not usable:
-        code, _, reason = (rows[0].refused if rows else "no provider").partition(": ")
-        return answer("wait" if code == BUDGET_EXHAUSTED else "refuse", code, reason)
-    chosen = usable[0].provider
+    ready = [r for r in rows if not r.refused]
+    if not ready:
+        code, _, reason = (rows[0].refused if rows else "no provider: none").partition(": ")
+        return answer("refuse", code, reason)
+    if ready[0].opens_at:
+        why = "commercial message outside its window"
+        return answer("hold", "", why, ready[0].provider, ready[0].opens_at)
     if exceeded is not None:
         if config.velocity.when_exceeded == "hold":
             frees = now_iso(exceeded.frees_at)
-            return answer("hold", VELOCITY_EXCEEDED, exceeded.reason, chosen, frees)
+            return answer("hold", VELOCITY_EXCEEDED, exceeded.reason, ready[0].provider, frees)
         return answer("refuse", VELOCITY_EXCEEDED, exceeded.reason)
-    if usable[0].opens_at:
-        why = "commercial message outside its window"
-        return answer("hold", "", why, chosen, usable[0].opens_at)
-    return answer("send", chosen=chosen, at=now_iso(now))
+    within = [r for r in ready if not r.over_budget]
+    if not within:
+        _, _, reason = ready[0].over_budget.partition(": ")
+        return answer("wait", BUDGET_EXHAUSTED, reason)
+    return answer("send", chosen=within[0].provider, at=now_iso(now))
 
 
 @dataclass(frozen=True)
@@ -161,12 +170,11 @@ def _provider_quote(where: _Where, provider: str) -> ProviderQuote:
         refused = f"{DESTINATION_BLOCKED}: destination refused: {blocked}"
         return ProviderQuote(provider, encoding, parts, cost, refused)
     over = None if exempt else view.refusal(provider, cost or 0.0)
-    if over:
-        return ProviderQuote(provider, encoding, parts, cost, f"{BUDGET_EXHAUSTED}: {over}")
     opens = ""
     if sms.commercial:
         client = PROVIDERS[provider]
         window = DEFAULT_WINDOWS if client.holds_commercial else None
         moment = commercial.opens_at(now, sms.to, config.quiet_hours, window, client.home_zone)
         opens = now_iso(moment) if moment is not None else ""
-    return ProviderQuote(provider, encoding, parts, cost, opens_at=opens)
+    over_budget = f"{BUDGET_EXHAUSTED}: {over}" if over else ""
+    return ProviderQuote(provider, encoding, parts, cost, "", over_budget, opens)

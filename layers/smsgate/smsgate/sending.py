@@ -94,6 +94,7 @@ class Sending:
     deadline: datetime | None = None  # never sent after (valid_until / validity_seconds)
     # What the message took from its batch's protection counters (given back if never sent)
     velocity_taken: tuple[str, str | None] | None = None  # (number, country)
+    velocity_reserved: bool = False  # taken in the recipient's item before the request
     spend_taken: tuple[str, Any] | None = None  # (provider, cost)
 
     @property

@@ -131,7 +131,9 @@ class Batch:
             counted = [i for i in items if counters is not None and counters.is_counter(i)]
             if health is not None:
                 health.accept(providers, [i for i in items if i not in counted])
-            self.guard = service.new_guard(counted, now)
+            self.guard = service.new_guard(counted, now, read_spend=bool(counter_keys))
+        # how many of the batch's messages go to each number (protection's fast path)
+        self.guard.planned.update(i.to for i in self.items.values() if isinstance(i, Job))
 
     # --- deciding every record ---------------------------------------------------------------
 

@@ -135,6 +135,8 @@ class Outcomes(SendBase):
                     "error_code": outcome.code,
                     "error": outcome.reason,
                     "segments": segments,
+                    # it may have been billed: protection counts it against the budget too
+                    "cost_estimate": self._cost(s.provider, segments),
                 },
                 lease=s.lease,
                 extra_history=s.queued,

@@ -27,7 +27,7 @@ from ..protection import (
     month_of,
     velocity_exceeded,
 )
-from ..providers import is_test_number
+from ..providers import PROVIDERS, is_test_number
 from ..routing import region_of
 from ..sending import Option, Result, Sending
 from ..store.counters import CounterItems, Counters
@@ -45,8 +45,11 @@ class Guard:
 
     items: CounterItems
     month: str
+    read_spend: bool = False  # the batch read the providers' month (a lane batch with a budget)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     recipients: Counter[str] = field(default_factory=Counter)
+    # the batch's messages per recipient number
+    planned: Counter[str] = field(default_factory=Counter)
     countries: Counter[str] = field(default_factory=Counter)
     spend: defaultdict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     messages: Counter[str] = field(default_factory=Counter)
@@ -98,7 +101,8 @@ class Protect(Holds):
         countries: list[str] = []
         if velocity.per_country_hour:
             countries = sorted({r for n in numbers if (r := region_of(n))})
-        providers = self.clients.configured() if config.monthly_budgets else []
+        # every provider's month: one removed from the secret mid-month still spent its part
+        providers = sorted(PROVIDERS) if config.monthly_budgets else []
         return phones, countries, providers
 
     def guard_keys(self, numbers: Iterable[str], now: datetime) -> list[dict[str, Any]]:
@@ -107,35 +111,60 @@ class Protect(Holds):
             return []
         return self.counters.keys(*self._wanted(numbers), now)
 
-    def new_guard(self, items: Iterable[Mapping[str, Any]], now: datetime) -> Guard:
-        return Guard(Counters.read(items, now), month_of(now))
+    def new_guard(
+        self, items: Iterable[Mapping[str, Any]], now: datetime, read_spend: bool = False
+    ) -> Guard:
+        return Guard(Counters.read(items, now), month_of(now), read_spend)
 
     def guard_for(self, to: str) -> Guard:
         """A guard for one message outside a batch (its counters read on their own)."""
         now = self.clock()
         if self.counters is None:
             return Guard(CounterItems({}, {}, {}), month_of(now))
-        return Guard(self.counters.load(*self._wanted([to]), now), month_of(now))
+        phones, countries, providers = self._wanted([to])
+        items = self.counters.load(phones, countries, providers, now)
+        return Guard(items, month_of(now), bool(providers), planned=Counter([to]))
 
     # --- before the request -------------------------------------------------------------------
 
     def _take_velocity(self, s: Sending, guard: Guard) -> Exceeded | None:
         """Take the message's place in its recipient's (and country's) windows; the limit it
-        would pass instead."""
-        if self.counters is None or is_test_number(s.job.to):
-            return None
+        would pass instead.
+
+        The batch's only message to a number it read no traffic for goes on the counts read
+        (it is counted in its `sent` transaction: no request of its own). Any other — the
+        number already had messages in the window, or the batch has several for it — takes its
+        place in the recipient's item with a conditional write first, so that neither the
+        batch's workers nor other senders pass the limit with it."""
         velocity = self.router.config().velocity
-        region = region_of(s.job.to) if velocity.per_country_hour else None
+        limited = velocity.per_hour or velocity.per_day or velocity.per_country_hour
+        if self.counters is None or is_test_number(s.job.to) or not limited:
+            return None  # nothing to count against
+        phone, now = s.job.to, self.clock()
+        region = region_of(phone) if velocity.per_country_hour else None
         with guard.lock:
-            exceeded = velocity_exceeded(
-                velocity, guard.counts(s.job.to, region), region, self.clock()
-            )
-            if exceeded is None:
-                guard.recipients[s.job.to] += 1
-                if region and velocity.country_limit(region):
-                    guard.countries[region] += 1
-                s.velocity_taken = (s.job.to, region)
-        return exceeded
+            counts = guard.counts(phone, region)
+            exceeded = velocity_exceeded(velocity, counts, region, now)
+            if exceeded is not None:
+                return exceeded
+            guard.recipients[phone] += 1
+            if region and velocity.country_limit(region):
+                guard.countries[region] += 1
+            s.velocity_taken = (phone, region)
+        alone = counts.hour == 0 and counts.day == 0 and guard.planned[phone] <= 1
+        if alone or not (velocity.per_hour or velocity.per_day):
+            return None
+        held = self.counters.reserve_recipient(phone, now, velocity.per_hour, velocity.per_day)
+        if held is None:
+            s.velocity_reserved = True
+            return None
+        # the item said no: a limit is reached (messages of other senders meanwhile)
+        self._give_back_velocity(s, guard)
+        recipient_only = velocity.model_copy(update={"per_country_hour": {}})
+        seen = Counts(*held)
+        return velocity_exceeded(recipient_only, seen, None, now) or velocity_exceeded(
+            recipient_only, Counts(10**9, 10**9), None, now
+        )
 
     def _give_back_velocity(self, s: Sending, guard: Guard) -> None:
         if s.velocity_taken is None:
@@ -145,7 +174,9 @@ class Protect(Holds):
             guard.recipients[phone] -= 1
             if region:
                 guard.countries[region] -= 1
-        s.velocity_taken = None
+        if s.velocity_reserved and self.counters is not None:
+            self.counters.release_recipient(phone, self.clock())
+        s.velocity_taken, s.velocity_reserved = None, False
 
     def _refuse_velocity(self, s: Sending, exceeded: Exceeded) -> Result:
         count("VelocityExceeded", s.provider, reason=exceeded.window)
@@ -153,11 +184,13 @@ class Protect(Holds):
             return self._hold(s, exceeded.frees_at, VELOCITY_EXCEEDED, exceeded.reason)
         return self._fail(s, VELOCITY_EXCEEDED, exceeded.reason)
 
-    def _within_budget(self, usable: list[Option], guard: Guard) -> tuple[list[Option], str]:
+    def _within_budget(
+        self, usable: list[Option], guard: Guard, to: str
+    ) -> tuple[list[Option], str]:
         """The options whose budget (and the total) leaves room for the message, and why the
-        first one refused was refused."""
+        first one refused was refused. A provider's free test number costs nothing."""
         caps = self.router.config().monthly_budgets
-        if not caps or self.counters is None:
+        if not caps or self.counters is None or is_test_number(to):
             return usable, ""
         view = guard.budget(caps)
         kept, why = [], ""
@@ -206,9 +239,10 @@ class Protect(Holds):
         return self._wait_until(s, time.time() + MAX_QUEUE_DELAY, BUDGET_EXHAUSTED, why, "budget")
 
     def _counted(self, s: Sending) -> list[dict[str, Any]]:
-        """The recipient count written with a sent (or unknown) record, in its transaction."""
+        """The recipient count written with a sent (or unknown) record, in its transaction
+        (none when the message took its place in the item before its request)."""
         counters = self.counters
-        if counters is None or s.velocity_taken is None:
+        if counters is None or s.velocity_taken is None or s.velocity_reserved:
             return []
         return [counters.recipient_write(s.job.to, self.clock())]
 
@@ -235,7 +269,9 @@ class Protect(Holds):
             due = time.monotonic() - ledger.written_at >= SPEND_WRITE_EVERY_SECONDS
             if config.monthly_budgets or config.velocity.per_country_hour or due:
                 written = self._write_ledger(ledger)
-                if config.monthly_budgets:
+                if config.monthly_budgets and guard.read_spend:
+                    # only a batch that read the month's spend knows the figure (the router's
+                    # batches read nothing)
                     self._publish_budget(guard, written)
 
     def _write_ledger(self, ledger: _Ledger) -> dict[str, Decimal]:

@@ -134,7 +134,7 @@ class SendService(Lanes, Recovery, Protect):
             exceeded = self._take_velocity(s, guard)
             if exceeded is not None:
                 return self._refuse_velocity(s, exceeded)
-            within, over = self._within_budget(usable, guard)
+            within, over = self._within_budget(usable, guard, s.job.to)
             if not within:
                 return self._wait_for_budget(s, over)
             return self._send(s, sms, within, guard)

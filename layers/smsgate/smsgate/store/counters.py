@@ -22,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..retries import with_retries
-from .expressions import Update, absent, differs
+from .expressions import Update, absent, below, differs
 from .tables import DAY, from_item, update_if
 
 SPEND_RETENTION_DAYS = 400
@@ -127,6 +129,51 @@ class Counters:
         )
         key = {"provider": recipient_key(phone), "slot": f"day#{_day(at)}"}
         return {"Update": update.request(self.table, key)}
+
+    def reserve_recipient(
+        self, phone: str, at: datetime, hour_limit: int | None, day_limit: int | None
+    ) -> tuple[int, int] | None:
+        """One more message to `phone` this hour and day, only while the hour's count is below
+        `hour_limit` and the day's below `day_limit` (None: no such limit). None when it is
+        taken; else the (hour, day) counts that refused it. The take carries a fresh token: a
+        replay of one applied with its answer lost finds its own token and is the take."""
+        hour = _hour_attribute(at)
+        token = secrets.token_hex(8)
+        condition = absent("last_add") | differs("last_add", token)
+        for attribute, limit in ((hour, hour_limit), ("day", day_limit)):
+            if limit is not None:
+                condition = condition & (absent(attribute) | below(attribute, limit))
+        update = (
+            Update()
+            .add("day", 1)
+            .add(hour, 1)
+            .set("expires_at", _end_of_day(at) + DAY)
+            .set("last_add", token)
+            .when(condition)
+        )
+        key = {"provider": recipient_key(phone), "slot": f"day#{_day(at)}"}
+        request = update.request(self.table, key, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        try:
+            with_retries(self.db.update_item, **request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            item = from_item(old) if old else self._item(phone, at)
+            if item.get("last_add") == token:  # our own take, its answer lost
+                return None
+            return int(item.get(hour, 0)), int(item.get("day", 0))
+        return None
+
+    def release_recipient(self, phone: str, at: datetime) -> None:
+        """Give back a place `reserve_recipient` took (the message did not go)."""
+        update = Update().add("day", -1).add(_hour_attribute(at), -1)
+        self._add_once(update, {"provider": recipient_key(phone), "slot": f"day#{_day(at)}"})
+
+    def _item(self, phone: str, at: datetime) -> dict[str, Any]:
+        key = self._key(recipient_key(phone), f"day#{_day(at)}")
+        answer = with_retries(self.db.get_item, TableName=self.table, Key=key, ConsistentRead=True)
+        return from_item(answer.get("Item", {}))
 
     def add_country(self, country: str, sent: int, at: datetime) -> None:
         update = Update().add("sent", sent).set("expires_at", int(at.timestamp()) + 2 * 3600)
