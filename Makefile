@@ -59,7 +59,7 @@ test: lint
 
 # The fast tier: pure logic (rules, codes, routing, statuses, windows), no moto, no simulator
 # (seconds). `make test` runs these and everything else.
-UNIT_TESTS := tests/test_rules.py tests/test_routing.py tests/test_expressions.py tests/test_layering.py
+UNIT_TESTS := tests/test_rules.py tests/test_routing.py tests/test_protection_rules.py tests/test_expressions.py tests/test_layering.py
 unit: $(VENV)/.installed
 	env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE $(TEST_ENV) $(PY) -m pytest $(UNIT_TESTS)
 

@@ -127,6 +127,25 @@ Exit 0 when the message would go (now or held), 1 when it would be refused or
 wait."""
 
 
+def _message_options(p: argparse.ArgumentParser) -> None:
+    """The message's options `send` and `quote` share (the queue body's fields)."""
+    p.add_argument("--subject", help="Club Texting / Group Texting subject")
+    p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
+    p.add_argument(
+        "--commercial",
+        action="store_true",
+        help="marketing: held outside the recipient's quiet hours",
+    )
+    p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
+    p.add_argument(
+        "--failover",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="may another provider carry it after a refusal that blames the provider "
+        "(default: yes when no --provider is named)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="smsgate",
@@ -165,21 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a new random id: send the same message again, on purpose",
     )
-    p.add_argument("--subject", help="Club Texting / Group Texting subject")
-    p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
-    p.add_argument(
-        "--commercial",
-        action="store_true",
-        help="marketing: held outside the recipient's quiet hours",
-    )
-    p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
-    p.add_argument(
-        "--failover",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="may another provider carry it after a refusal that blames the provider "
-        "(default: yes when no --provider is named)",
-    )
+    _message_options(p)
     p.add_argument(
         "--at",
         metavar="WHEN",
@@ -285,21 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="recipient (E.164, or 10 US digits)")
     p.add_argument("--text", required=True, help="message text (never shown)")
     p.add_argument("--provider", choices=PROVIDER_NAMES, help="default: the routing rules'")
-    p.add_argument(
-        "--commercial",
-        action="store_true",
-        help="marketing: held outside the recipient's quiet hours",
-    )
-    p.add_argument("--subject", help="Club Texting / Group Texting subject")
-    p.add_argument("--sender", help="TextingHouse sender id (1-11 of A-Za-z0-9)")
-    p.add_argument("--express", action="store_true", help="Club Texting Express delivery")
-    p.add_argument(
-        "--failover",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="may another provider carry it after a refusal that blames the provider "
-        "(default: yes when no --provider is named)",
-    )
+    _message_options(p)
 
     p = command(
         "spend",

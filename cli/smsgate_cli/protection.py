@@ -20,6 +20,7 @@ from smsgate.store.counters import Counters
 from .commands import Out
 from .context import Context, Failure
 from .output import table
+from .send import message_fields
 
 WIDTH = 80  # the terminal the human output fits
 GOES = frozenset({"send", "hold"})  # answers that exit 0: the message would go out
@@ -108,21 +109,10 @@ def quote_producer(ctx: Context) -> Producer:
     )
 
 
-def quote_fields(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "provider": args.provider,
-        "subject": args.subject,
-        "express": True if args.express else None,
-        "commercial": True if args.commercial else None,
-        "sender": args.sender,
-        "failover": args.failover,
-    }
-
-
 def cmd_quote(args: argparse.Namespace, ctx: Context, out: Out) -> int:
     producer = quote_producer(ctx)
     try:
-        quoted = producer.quote(args.to, args.text, **quote_fields(args))
+        quoted = producer.quote(args.to, args.text, **message_fields(args))
     except Refused as exc:
         verdict = next(iter(exc.verdicts.values()), None)
         details = {"error_code": exc.code, **({"refused": verdict.as_dict()} if verdict else {})}

@@ -165,15 +165,22 @@ def known(planned: Planned, records: Mapping[str, dict[str, Any]]) -> Known | No
     return None
 
 
-def fields_of(args: argparse.Namespace) -> dict[str, Any]:
+def message_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The queue body's fields from the options `send` and `quote` share."""
     return {
-        "text": args.text,
         "provider": args.provider,
         "subject": args.subject,
         "express": True if args.express else None,
         "commercial": True if args.commercial else None,
         "sender": args.sender,
         "failover": args.failover,
+    }
+
+
+def fields_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "text": args.text,
+        **message_fields(args),
         "send_at": args.at,
         "validity_seconds": args.valid_for,
     }

@@ -22,17 +22,17 @@ decides on are read and written by `store.counters`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .commercial import ANY_COUNTRY
 from .providers import PROVIDERS
 
 TOTAL = "total"  # the monthly_budgets key of the cap over every provider
-ANY_COUNTRY = "*"
 WARN_AT = 0.8  # share of a budget at which SpendBudgetUsed reaches its alarm
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _PREFIX = re.compile(r"\+[1-9][0-9]{0,14}")
@@ -53,6 +53,21 @@ def _entries(value: tuple[str, ...]) -> tuple[str, ...]:
             )
         checked.append(entry)
     return tuple(checked)
+
+
+def known_providers(names: Iterable[str]) -> None:
+    """A ValueError naming the entries of a document's provider table that are no provider."""
+    unknown = sorted(set(names) - set(PROVIDERS))
+    if unknown:
+        raise ValueError(f"unknown providers {unknown}; known: {sorted(PROVIDERS)}")
+
+
+def country_key(key: str) -> str:
+    """A per-country table's key: an ISO country code (any case) or `*` (every other)."""
+    country = key.strip().upper()
+    if country != ANY_COUNTRY and not _COUNTRY.fullmatch(country):
+        raise ValueError(f"key {key!r} is not an ISO country code or {ANY_COUNTRY!r}")
+    return country
 
 
 def _weight(entry: str) -> int:
@@ -92,9 +107,7 @@ class Destinations(DestinationList):
     @field_validator("providers")
     @classmethod
     def _known(cls, value: dict[str, DestinationList]) -> dict[str, DestinationList]:
-        unknown = sorted(set(value) - set(PROVIDERS))
-        if unknown:
-            raise ValueError(f"unknown providers {unknown}; known: {sorted(PROVIDERS)}")
+        known_providers(value)
         return value
 
     def refused_overall(self, to: str, region: str | None) -> str | None:
@@ -116,13 +129,7 @@ class Velocity(BaseModel):
     @field_validator("per_country_hour")
     @classmethod
     def _countries(cls, value: dict[str, int]) -> dict[str, int]:
-        checked = {}
-        for key, limit in value.items():
-            country = key.strip().upper()
-            if country != ANY_COUNTRY and not _COUNTRY.fullmatch(country):
-                raise ValueError(f"key {key!r} is not an ISO country code or {ANY_COUNTRY!r}")
-            checked[country] = limit
-        return checked
+        return {country_key(key): limit for key, limit in value.items()}
 
     def country_limit(self, region: str | None) -> int | None:
         if region and region in self.per_country_hour:
@@ -174,15 +181,6 @@ def velocity_exceeded(
         if limit is not None and seen >= limit:
             return Exceeded(window, limit, frees)
     return None
-
-
-def month_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m")
-
-
-def next_month(moment: datetime) -> datetime:
-    first = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return (first + timedelta(days=32)).replace(day=1)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ provider's own number and text rules, health) is decided by the sender, which wa
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -28,13 +27,12 @@ from pydantic import (
     model_validator,
 )
 
-from .commercial import ANY_COUNTRY, parse_windows
-from .protection import TOTAL, Budget, Destinations, Velocity
+from .commercial import parse_windows
+from .protection import TOTAL, Budget, Destinations, Velocity, country_key, known_providers
 from .providers import PROVIDERS
 from .validation import summarise
 
 Weight = Annotated[float, Field(ge=0)]
-_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 class RoutingError(ValueError):
@@ -56,9 +54,7 @@ class Rule(BaseModel):
     @field_validator("providers")
     @classmethod
     def _known(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(PROVIDERS))
-        if unknown:
-            raise ValueError(f"unknown providers {unknown}; known: {sorted(PROVIDERS)}")
+        known_providers(value)
         if not any(w > 0 for w in value.values()):
             raise ValueError("at least one provider needs a weight above 0")
         return value
@@ -125,11 +121,8 @@ class RoutingConfig(BaseModel):
     def _quiet_windows(cls, value: dict[str, str]) -> dict[str, str]:
         checked = {}
         for key, spec in value.items():
-            country = key.strip().upper()
-            if country != ANY_COUNTRY and not _COUNTRY.fullmatch(country):
-                raise ValueError(f"key {key!r} is not an ISO country code or {ANY_COUNTRY!r}")
             parse_windows(spec)  # a ValueError names the bad part
-            checked[country] = spec
+            checked[country_key(key)] = spec
         return checked
 
     @classmethod

@@ -1,10 +1,13 @@
-"""Recipient velocity and spend caps on the send path (the rules: `protection`).
+"""Recipient velocity and spend caps on the send path (the rules: `protection`; the story:
+docs/protection.md).
 
-A batch reads its recipients' and providers' counters with its opt-outs (`Guard`); each message
-then takes its place in them before its provider request — under the guard's lock, so a
-batch's workers never pass a limit together — and gives it back when nothing was sent. A sent
-(or unknown) message's recipient count is written in its own `sent` transaction; the spend and
-the per-country counts of a batch are added once, after it (`flush_protection`)."""
+A batch reads its recipients' and providers' counters with its opt-outs (`Guard`). Each message
+then takes its place in them before its provider request, under the guard's lock, and gives it
+back when nothing was sent. A number's first message in the batch, when the batch read none for
+it in the window, is counted in its own `sent` (or `unknown`) transaction; any other takes its
+place in the recipient's item with a conditional write first, so concurrent senders cannot pass
+a limit with it. The spend and the per-country counts of a batch are added once, after it
+(`flush_protection`)."""
 
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from typing import Any
 from ..observability import count, gauge, logger
 from ..protection import (
     BUDGET_EXHAUSTED,
+    TOTAL,
     VELOCITY_EXCEEDED,
+    WARN_AT,
     BudgetView,
     Counts,
     Exceeded,
-    month_of,
     velocity_exceeded,
 )
 from ..providers import PROVIDERS, is_test_number
@@ -44,7 +48,6 @@ class Guard:
     """One batch's view of the counters, and what its messages have taken since."""
 
     items: CounterItems
-    month: str
     read_spend: bool = False  # the batch read the providers' month (a lane batch with a budget)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     recipients: Counter[str] = field(default_factory=Counter)
@@ -114,16 +117,16 @@ class Protect(Holds):
     def new_guard(
         self, items: Iterable[Mapping[str, Any]], now: datetime, read_spend: bool = False
     ) -> Guard:
-        return Guard(Counters.read(items, now), month_of(now), read_spend)
+        return Guard(Counters.read(items, now), read_spend)
 
     def guard_for(self, to: str) -> Guard:
         """A guard for one message outside a batch (its counters read on their own)."""
         now = self.clock()
         if self.counters is None:
-            return Guard(CounterItems({}, {}, {}), month_of(now))
+            return Guard(CounterItems({}, {}, {}))
         phones, countries, providers = self._wanted([to])
         items = self.counters.load(phones, countries, providers, now)
-        return Guard(items, month_of(now), bool(providers), planned=Counter([to]))
+        return Guard(items, bool(providers), planned=Counter([to]))
 
     # --- before the request -------------------------------------------------------------------
 
@@ -300,12 +303,12 @@ class Protect(Holds):
             spent.setdefault(provider, float(amount))
         shares = BudgetView(caps, spent).used()
         for provider, share in shares.items():
-            if provider != "total":
+            if provider != TOTAL:
                 gauge("SpendBudgetUsed", round(share * 100, 1), provider)
         if shares:
             # the alarm's figure: the most used cap, total included
             gauge("SpendBudgetUsed", round(max(shares.values()) * 100, 1))
-            if max(shares.values()) >= 0.8:
+            if max(shares.values()) >= WARN_AT:
                 logger.warning(
                     "monthly budget above 80 %",
                     extra={"used": {p: round(v * 100, 1) for p, v in shares.items()}},
