@@ -82,6 +82,32 @@ def test_send_paths(stack: Any, sims: Any, send: Any, log_stream: Any, capsys: A
     assert "+3361****678" in log_stream.getvalue()
 
 
+def test_protection_paths(stack: Any, sims: Any, log_stream: Any, capsys: Any) -> None:
+    """A blocked destination, a recipient past its velocity (and the conditional write that
+    takes a second message's place), a budget exhausted: masked numbers only."""
+    from test_failover import use_rules
+
+    document = {
+        "destinations": {"block": ["+3369"]},
+        "velocity": {"per_hour": 2},
+        "prices": {"clubtexting": 0.5, "grouptexting": 0.5, "textinghouse": 0.5},
+        "monthly_budgets": {"grouptexting": 0.6},
+    }
+    handler = use_rules(stack, document)
+    run(stack, handler, [
+        {"id": "p1", "to": FR2, "text": TEXT},  # blocked
+        {"id": "p2", "to": FR, "text": TEXT},
+        {"id": "p3", "to": FR, "text": TEXT + " 2"},  # its place taken first
+        {"id": "p4", "to": FR, "text": TEXT + " 3"},  # past its velocity
+        {"id": "p5", "to": US, "text": TEXT, "provider": "grouptexting"},
+        {"id": "p6", "to": US2, "text": TEXT, "provider": "grouptexting"},  # budget
+    ])  # fmt: skip
+    check(log_stream.getvalue() + capsys.readouterr().out)
+    logged = log_stream.getvalue()
+    for code in ("destination_blocked", "velocity_exceeded", "budget_exhausted"):
+        assert code in logged
+
+
 @pytest.fixture
 def hooks(stack: Any, sims: Any) -> Iterator[str]:
     from smsgate_local.apigw import LocalRestApi
