@@ -276,6 +276,29 @@ def test_a_blocked_destination_is_refused_and_nothing_is_queued(
     assert queued_bodies(stack) == []
 
 
+def test_an_opted_out_number_is_refused_first(cli: Run, stack: Any, clock: Any) -> None:
+    from smsgate.store import Store
+
+    Store(
+        stack.tables["MessagesTable"], stack.tables["StatusTable"], stack.tables["OptOutsTable"]
+    ).add_opt_out(US, "manual")
+    result = cli("quote", "--to", US, "--text", "Hello")
+    assert result.code == 1
+    assert "would be refused: opted_out: recipient has opted out" in human(result, US)
+    # without the opt-outs table the producer cannot know: it says what the rest would do
+    assert producer(stack).quote(US, "Hello").answer == "send"
+
+
+def test_send_refuses_a_blocked_destination_before_queueing(
+    cli: Run, stack: Any, clock: Any
+) -> None:
+    use_rules(stack, destinations={"block": ["NG"]})
+    result = cli("send", "--to", NG, "--text", "Hello")
+    assert result.code == 1
+    assert "destination_blocked" in result.err
+    assert queued_bodies(stack) == []
+
+
 def test_a_per_provider_block_steers_to_the_next_provider(cli: Run, stack: Any, clock: Any) -> None:
     document = use_rules(stack, destinations={"providers": {"clubtexting": {"block": ["+1212"]}}})
     quoted = producer(stack, document).quote(US, "Hello")

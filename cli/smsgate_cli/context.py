@@ -108,7 +108,7 @@ class Context:
     @cached_property
     def producer(self) -> Producer:
         """The send queue's producer: checks each message by the sender's rules (the routing
-        rules are read only for a message that needs them)."""
+        rules' destinations and candidates, and each candidate provider's own rules)."""
         return Producer(
             self.target.send_queue_url,
             sqs=self.client("sqs"),

@@ -96,8 +96,8 @@ def notes_table(
 
 
 def quote_producer(ctx: Context) -> Producer:
-    """Context.producer, with the health table: the recipient's velocity and the month's
-    spend are judged too."""
+    """Context.producer, with the health and opt-outs tables: the recipient's velocity and
+    opt-out and the month's spend are judged too."""
     health = ctx.target.health_table or None
     return Producer(
         ctx.target.send_queue_url,
@@ -105,7 +105,8 @@ def quote_producer(ctx: Context) -> Producer:
         routing=lambda: ctx.routing,
         default_provider=ctx.target.default_provider or DEFAULT_PROVIDER,
         health_table=health,
-        dynamodb=ctx.client("dynamodb") if health else None,
+        optouts_table=ctx.target.optouts_table or None,
+        dynamodb=ctx.client("dynamodb"),
     )
 
 

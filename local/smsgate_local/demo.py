@@ -195,6 +195,7 @@ def _protection(d: Demo, message_id: str, blocked: str, allowed: str) -> list[Ro
             sqs=d.client("sqs"),
             routing=lambda: Producer.rules_from_parameter(name, ssm),
             health_table=d.info.get("health_table") or None,
+            optouts_table=d.info.get("optouts_table") or None,
             dynamodb=d.client("dynamodb"),
         )
         refused = producer.quote(blocked, f"Welcome offer {d.run}")

@@ -210,6 +210,7 @@ class Producer:
         routing: Routing = None,
         default_provider: str | None = None,
         health_table: str | None = None,
+        optouts_table: str | None = None,
         dynamodb: Any = None,
     ) -> None:
         default = default_provider or os.environ.get("DEFAULT_PROVIDER") or DEFAULT_PROVIDER
@@ -218,7 +219,8 @@ class Producer:
         self.queue_url, self.default_provider = queue_url, default
         self._sqs = sqs
         # the stack's health table (output HealthTableName): velocity and spend for `quote`
-        self.health_table, self._dynamodb = health_table, dynamodb
+        self.health_table, self.optouts_table = health_table, optouts_table
+        self._dynamodb = dynamodb
         self._counters: Counters | None = None
         self._routing = _routing_source(routing)
         self._checkers = _rule_checkers()
@@ -287,8 +289,9 @@ class Producer:
         return Verdict(job.id, body, route, candidates, accepting, refusals, every)
 
     def _refusal(self, provider: str, sms: OutboundSms) -> Refusal | None:
-        if not is_test_number(sms.to):  # the sender refuses the destinations first
-            destinations, region = self._routing().destinations, region_of(sms.to)
+        destinations = self._routing().destinations
+        if not (destinations.empty or is_test_number(sms.to)):  # the sender's first refusal
+            region = region_of(sms.to)
             blocked = destinations.refused_overall(sms.to, region) or destinations.refused_by(
                 provider, sms.to, region
             )
@@ -306,7 +309,7 @@ class Producer:
         """The providers the sender could try for `job` (routing.Router.plan without its
         random draw), the route's name, and whether every one of them must accept."""
         m = job.message
-        if m.provider is not None and not m.failover:  # pinned: the rules are not read
+        if m.provider is not None and not m.failover:  # pinned: no other candidate
             return (m.provider,), "named", False
         config = self._routing()
         rule = next(
@@ -336,8 +339,9 @@ class Producer:
     def quote(self, to: str, text: str, *, now: datetime | None = None, **fields: Any) -> Quote:
         """What the sender would do with this message and what it would cost (`smsgate.quote`),
         without sending or recording anything. With the stack's health table (`health_table`)
-        the recipient's velocity and the month's budgets are judged too. A body that breaks
-        the queue contract raises Refused."""
+        the recipient's velocity and the month's budgets are judged too, with the opt-outs
+        table (`optouts_table`) whether the number opted out. A body that breaks the queue
+        contract raises Refused."""
         verdict = self.check_row({"to": to, "text": text, **fields})
         if verdict.invalid:
             raise Refused(verdict.reason, {0: verdict})
@@ -349,15 +353,33 @@ class Producer:
             job.sms(),
             self._checkers,
             counters=self.counters,
+            opted_out=self._opted_out(job.to),
             now=now,
         )
+
+    def _opted_out(self, phone: str) -> bool:
+        if not self.optouts_table or is_test_number(phone):
+            return False
+        answer = self.dynamodb.get_item(
+            TableName=self.optouts_table,
+            Key={"phone": {"S": phone}},
+            ProjectionExpression="phone",
+            ConsistentRead=True,
+        )
+        return "Item" in answer
+
+    @property
+    def dynamodb(self) -> Any:
+        if self._dynamodb is None:
+            import boto3
+
+            self._dynamodb = boto3.client("dynamodb")
+        return self._dynamodb
 
     @property
     def counters(self) -> Counters | None:
         if self._counters is None and self.health_table:
-            import boto3
-
-            self._counters = Counters(self.health_table, self._dynamodb or boto3.client("dynamodb"))
+            self._counters = Counters(self.health_table, self.dynamodb)
         return self._counters
 
     # --- queueing ------------------------------------------------------------------------

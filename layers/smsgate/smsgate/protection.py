@@ -110,6 +110,11 @@ class Destinations(DestinationList):
         known_providers(value)
         return value
 
+    @property
+    def empty(self) -> bool:
+        """No list at all (the default): nothing is refused, and nothing need be looked up."""
+        return not (self.allow or self.block or self.providers)
+
     def refused_overall(self, to: str, region: str | None) -> str | None:
         return self.refusal(to, region, "destinations")
 

@@ -25,11 +25,12 @@ from .protection import (
     VELOCITY_EXCEEDED,
     BudgetView,
     Counts,
+    Exceeded,
     velocity_exceeded,
 )
 from .providers import PROVIDERS, OutboundSms, ProviderClient, RuleViolation, is_test_number
 from .routing import Plan, RoutingConfig, estimated_cost, region_of
-from .store.counters import Counters
+from .store.counters import CounterItems, Counters
 from .text import segments as text_segments
 from .timestamps import now_iso
 
@@ -71,7 +72,7 @@ def quote(
     checkers: Mapping[str, ProviderClient],
     *,
     counters: Counters | None = None,
-    configured: tuple[str, ...] = tuple(PROVIDERS),
+    opted_out: bool = False,
     now: datetime | None = None,
 ) -> Quote:
     """The quote for `sms`, whose `plan` (the providers the sender would try, in order, and
@@ -83,28 +84,13 @@ def quote(
     items = None
     if counters is not None and not exempt:
         countries = [region] if region and config.velocity.per_country_hour else []
-        budgeted = list(configured) if config.monthly_budgets else []
+        budgeted = sorted(PROVIDERS) if config.monthly_budgets else []
         items = counters.load([sms.to], countries, budgeted, now)
     view = BudgetView(config.monthly_budgets, dict(items.spend) if items else {})
 
     where = _Where(config, sms, checkers, view, exempt, region, now)
     rows = [_provider_quote(where, provider) for provider in plan.providers]
-    velocity: dict[str, Any] = {
-        "per_hour": config.velocity.per_hour,
-        "per_day": config.velocity.per_day,
-    }
-    exceeded = None
-    if items is not None:
-        hour, day = items.recipient(sms.to)
-        counts = Counts(hour, day, items.country(region))
-        velocity.update(this_hour=hour, today=day)
-        if config.velocity.per_country_hour:
-            velocity.update(
-                country=region,
-                country_limit=config.velocity.country_limit(region),
-                country_this_hour=counts.country_hour,
-            )
-        exceeded = velocity_exceeded(config.velocity, counts, region, now)
+    velocity, exceeded = _velocity(config, items, sms.to, region, now)
     budget: dict[str, Any] = {"caps": dict(config.monthly_budgets), "spent": dict(view.spent)}
     if TOTAL in config.monthly_budgets:
         budget["spent_total"] = view.total
@@ -116,8 +102,10 @@ def quote(
         return Quote(mask(sms.to), plan.rule, rows_t, kind, chosen, at, code, reason,
                      velocity, budget)  # fmt: skip
 
-    # in the sender's order (send/service.py): destinations and rules, quiet hours, velocity,
-    # budgets
+    # in the sender's order (send/service.py): opt-out, destinations and rules, quiet hours,
+    # velocity, budgets
+    if opted_out:
+        return answer("refuse", "opted_out", "recipient has opted out")
     overall = None if exempt else config.destinations.refused_overall(sms.to, region)
     if overall:
         return answer("refuse", DESTINATION_BLOCKED, overall)
@@ -138,6 +126,33 @@ def quote(
         _, _, reason = ready[0].over_budget.partition(": ")
         return answer("wait", BUDGET_EXHAUSTED, reason)
     return answer("send", chosen=within[0].provider, at=now_iso(now))
+
+
+def _velocity(
+    config: RoutingConfig,
+    items: CounterItems | None,
+    to: str,
+    region: str | None,
+    now: datetime,
+) -> tuple[dict[str, Any], Exceeded | None]:
+    """The velocity part of the quote (limits, and the counts when they were read), and the
+    limit one more message would pass."""
+    velocity: dict[str, Any] = {
+        "per_hour": config.velocity.per_hour,
+        "per_day": config.velocity.per_day,
+    }
+    if items is None:
+        return velocity, None
+    hour, day = items.recipient(to)
+    counts = Counts(hour, day, items.country(region))
+    velocity.update(this_hour=hour, today=day)
+    if config.velocity.per_country_hour:
+        velocity.update(
+            country=region,
+            country_limit=config.velocity.country_limit(region),
+            country_this_hour=counts.country_hour,
+        )
+    return velocity, velocity_exceeded(config.velocity, counts, region, now)
 
 
 @dataclass(frozen=True)
