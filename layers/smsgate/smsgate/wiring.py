@@ -45,6 +45,7 @@ class RoutingSource:
 
         self.parameter = parameter
         self.good = RoutingConfig()
+        self._raw: Any = None  # the document `good` was parsed from
 
     def __call__(self) -> Any:
         if not self.parameter:
@@ -56,7 +57,11 @@ class RoutingSource:
 
         try:
             raw = parameters.get_parameter(self.parameter, transform="json", max_age=60)
-            self.good = RoutingConfig.parse(raw)
+            # Powertools' cache gives the same object for a minute: it is validated (and an
+            # invalid one reported) once per fetch, not on every call
+            if raw is not self._raw:
+                self._raw = raw
+                self.good = RoutingConfig.parse(raw)
         except (RoutingError, parameters.exceptions.TransformParameterError) as exc:
             count("RoutingRulesInvalid")
             logger.error(
