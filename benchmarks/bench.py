@@ -200,12 +200,18 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
     measure = _Instruments(service.store.db, db)
     measure.counter.attach(service.sqs)
 
-    def batches(prefix: str, start: int, count: int) -> list[dict[str, Any]]:
+    def batches(prefix: str, start: int, count: int, numbers: int = 0) -> list[dict[str, Any]]:
+        """Messages `prefix`+index, to the numbers from index + `numbers` (the callbacks'
+        run sends receipts for the ids)."""
         events = []
         for b in range(start, start + count, SEND_BATCH):
             records = [
                 sqs_record(
-                    {"id": f"{prefix}{i:06d}", "to": f"+336{i:08d}", "text": f"bench {prefix}{i}"}
+                    {
+                        "id": f"{prefix}{i:06d}",
+                        "to": f"+336{i + numbers:08d}",
+                        "text": f"bench {prefix}{i}",
+                    }
                 )
                 for i in range(b, min(b + SEND_BATCH, start + count))
             ]
@@ -265,7 +271,7 @@ def worker_send(n: int, rounds: int, warm: int) -> dict[str, Any]:
         return time.perf_counter() - t0
 
     # warm both paths (imports, connections, credentials), then count from zero
-    run_handler(batches("w", 2 * 10**6, warm))  # numbers of their own: see "again" below
+    run_handler(batches("w", 0, warm, numbers=2 * 10**6))  # numbers of their own: see "again"
     rss_handler_only = _rss_mb()
     run_floor(900_000, warm)
     measure.reset()
@@ -310,7 +316,7 @@ def _with_a_budget(
     service: Any,
     measure: _Instruments,
     run_handler: Callable[[list[dict[str, Any]]], float],
-    batches: Callable[[str, int, int], list[dict[str, Any]]],
+    batches: Callable[..., list[dict[str, Any]]],
     start: int,
     n: int,
 ) -> float:
@@ -327,7 +333,7 @@ def _with_a_budget(
     in_force = service.router.config
     service.router.config = lambda: budgeted
     try:
-        run_handler(batches("budget", start, n))
+        run_handler(batches("budget", 0, n, numbers=start))
     finally:
         service.router.config = in_force
     calls = measure.figures()["aws_calls"]
