@@ -119,9 +119,10 @@ the routing rules' prices), and whether its rules, the destinations or its
 monthly budget refuse the message, or (--commercial) when the recipient's quiet
 hours let it out. Then the answer: sent now, held until a moment (quiet hours,
 or velocity with when_exceeded "hold"), waiting for next month's budget, or
-refused with the error code the sender would record. The recipient's messages
-this hour and today and the month's spend are read from the health table. The
-number is shown masked, the text never.
+refused with the error code the sender would record (opted_out first: the
+opt-outs table is read too). The recipient's messages this hour and today and
+the month's spend are read from the health table. The number is shown masked,
+the text never.
 
 Exit 0 when the message would go (now or held), 1 when it would be refused or
 wait."""
