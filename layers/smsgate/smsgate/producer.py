@@ -176,6 +176,13 @@ def _rule_checkers() -> dict[str, ProviderClient]:
     }
 
 
+def _client(service: str) -> Any:
+    """A boto3 client of the application's own session (made only when first needed)."""
+    import boto3
+
+    return boto3.client(service)
+
+
 def _routing_source(routing: Routing) -> Callable[[], RoutingConfig]:
     if routing is None:
         config = RoutingConfig()
@@ -229,18 +236,14 @@ class Producer:
     @property
     def sqs(self) -> Any:
         if self._sqs is None:
-            import boto3
-
-            self._sqs = boto3.client("sqs")
+            self._sqs = _client("sqs")
         return self._sqs
 
     @staticmethod
     def rules_from_parameter(name: str, ssm: Any = None) -> RoutingConfig:
         """The routing rules in the stack's SSM parameter (output RoutingRulesParameterName)."""
         if ssm is None:
-            import boto3
-
-            ssm = boto3.client("ssm")
+            ssm = _client("ssm")
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
         return RoutingConfig.parse(json.loads(value))
 
@@ -371,9 +374,7 @@ class Producer:
     @property
     def dynamodb(self) -> Any:
         if self._dynamodb is None:
-            import boto3
-
-            self._dynamodb = boto3.client("dynamodb")
+            self._dynamodb = _client("dynamodb")
         return self._dynamodb
 
     @property

@@ -64,10 +64,15 @@ class Guard:
         return Counts(hour + taken, day + taken, country)
 
     def budget(self, caps: Mapping[str, float]) -> BudgetView:
-        spent = {p: v + float(self.spend[p]) for p, v in self.items.spend.items()}
-        for provider, amount in self.spend.items():
-            spent.setdefault(provider, float(amount))
-        return BudgetView(caps, spent)
+        return BudgetView(caps, with_added(self.items.spend, self.spend))
+
+
+def with_added(read: Mapping[str, float], added: Mapping[str, Decimal]) -> dict[str, float]:
+    """Each provider's month as read, plus what this process added since."""
+    spent = dict(read)
+    for provider, amount in added.items():
+        spent[provider] = spent.get(provider, 0.0) + float(amount)
+    return spent
 
 
 @dataclass
@@ -198,7 +203,7 @@ class Protect(Holds):
         view = guard.budget(caps)
         kept, why = [], ""
         for option in usable:
-            refusal = view.refusal(option.provider, self._price(option))
+            refusal = view.refusal(option.provider, float(self._option_cost(option)))
             if refusal is None:
                 kept.append(option)
             elif not why:
@@ -211,7 +216,7 @@ class Protect(Holds):
         if is_test_number(s.job.to):  # the provider's free test number costs nothing
             return None
         caps = self.router.config().monthly_budgets
-        cost = Decimal(str(self._price(option)))
+        cost = self._option_cost(option)
         with guard.lock:
             if caps and self.counters is not None:
                 refusal = guard.budget(caps).refusal(option.provider, float(cost))
@@ -231,9 +236,9 @@ class Protect(Holds):
             guard.messages[provider] -= 1
         s.spend_taken = None
 
-    def _price(self, option: Option) -> float:
-        price = self.router.config().price(option.provider)
-        return 0.0 if price is None else price * option.prepared.segments
+    def _option_cost(self, option: Option) -> Decimal:
+        """What the message would cost through `option` (0 for a provider without a price)."""
+        return self._cost(option.provider, option.prepared.segments) or Decimal(0)
 
     def _wait_for_budget(self, s: Sending, why: str) -> Result:
         """Every provider that may carry the message has spent its month: it waits (queued,
@@ -298,10 +303,7 @@ class Protect(Holds):
 
     def _publish_budget(self, guard: Guard, written: Mapping[str, Decimal]) -> None:
         caps = self.router.config().monthly_budgets
-        spent = {p: v + float(written.get(p, 0)) for p, v in guard.items.spend.items()}
-        for provider, amount in written.items():
-            spent.setdefault(provider, float(amount))
-        shares = BudgetView(caps, spent).used()
+        shares = BudgetView(caps, with_added(guard.items.spend, written)).used()
         for provider, share in shares.items():
             if provider != TOTAL:
                 gauge("SpendBudgetUsed", round(share * 100, 1), provider)
